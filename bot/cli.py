@@ -1,0 +1,188 @@
+"""The `yibao` command: estimates, policy checks and the runtimes (terminal chat, Telegram, web).
+
+The argument names are a contract other tools rely on (see README). Bad arguments exit 2 with one
+line; a case the policy cannot estimate exits 2 too (with `--json`, as `{"error": ..., "missing": ...}`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+
+from rules.case import LEVELS, MEMBERS, PLANS, VISITS, CannotEstimate, Case, InvalidCase
+from rules.engine import estimate
+from rules.loader import PolicyErrors, load_policies, policy_dir
+from rules.policy import PolicySet
+from rules.report import estimate_json, estimate_text, policy_table
+
+
+class UsageError(Exception):
+    """A bad argument: printed as one line, exit 2."""
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        value = Decimal(text.replace(",", "").strip())
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an amount (e.g. 12000 or 800.50)") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be zero or more")
+    if value != value.quantize(Decimal("0.01")):
+        raise argparse.ArgumentTypeError(f"'{text}' has more than two decimals")
+    return value
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date (YYYY-MM-DD)") from None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be a whole number, 1 or more")
+    return int(text)
+
+
+def _whole(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' must be a whole number")
+    return int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _policies(args: argparse.Namespace) -> PolicySet:
+    return load_policies(args.policy_dir)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    policies = _policies(args)
+    region = policies.find(args.region)
+    if region is None:
+        known = ", ".join(sorted(policies.regions))
+        raise UsageError(f"unknown region '{args.region}' (known: {known})")
+    try:
+        case = Case(
+            region=region.id, plan=args.plan, grade=args.grade, member=args.member, age=args.age,
+            retired_year=args.retired_year, visit=args.visit, level=args.level, total=args.total,
+            self_pay=args.self_pay, class_b=args.class_b, date=args.date,
+            ytd_deductible=args.ytd_deductible, ytd_fund=args.ytd_fund, ytd_compliant=args.ytd_compliant,
+            ytd_burden=args.ytd_burden, admission=args.admission,
+        )
+    except InvalidCase as bad:
+        raise UsageError(f"yibao estimate: {bad}") from None
+    result = estimate(case, policies)
+    if args.json:
+        print(json.dumps(estimate_json(result, args.lang), ensure_ascii=False, indent=2))
+    else:
+        print(estimate_text(result, policies, args.lang))
+    return 2 if isinstance(result, CannotEstimate) else 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    folder = policy_dir(args.policy_dir)
+    policies = load_policies(folder)  # PolicyErrors are reported by main()
+    count = sum(len(r.plans) for r in policies)
+    print(f"{folder}: {len(policies.regions)} regions, {count} plans, no problems")
+    return 0
+
+
+def cmd_rules_show(args: argparse.Namespace) -> int:
+    policies = _policies(args)
+    region = policies.find(args.region)
+    if region is None:
+        raise UsageError(f"unknown region '{args.region}' (known: {', '.join(sorted(policies.regions))})")
+    print(policy_table(region, args.date or dt.date.today(), args.lang))
+    return 0
+
+
+def _add_policy_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy-dir", metavar="DIR",
+                   help="folder of policy files (default: $YIBAO_POLICY_DIR, else the shipped policies)")
+
+
+def _estimate_parser(sub) -> None:
+    p = sub.add_parser("estimate", help="estimate what the insurance pays for one visit or stay")
+    p.add_argument("--region", required=True, help="region id, Chinese name or alias (上海, sh, …)")
+    p.add_argument("--plan", required=True, choices=PLANS)
+    p.add_argument("--grade", type=_positive_int, help="contribution grade (一档 = 1)")
+    p.add_argument("--member", choices=MEMBERS, help="person category (employee plans)")
+    p.add_argument("--age", type=_whole)
+    p.add_argument("--retired-year", type=_whole, metavar="YYYY")
+    p.add_argument("--visit", required=True, choices=VISITS)
+    p.add_argument("--level", required=True, choices=LEVELS)
+    p.add_argument("--total", required=True, type=_amount, metavar="AMOUNT")
+    p.add_argument("--self-pay", type=_amount, metavar="AMOUNT", help="自费: outside the catalogue")
+    p.add_argument("--class-b", type=_amount, metavar="AMOUNT", help="乙类 cost")
+    p.add_argument("--date", type=_date, help="date of service (default: today)")
+    p.add_argument("--ytd-deductible", type=_amount, default=Decimal(0), metavar="AMOUNT",
+                   help="deductible already met this insurance year")
+    p.add_argument("--ytd-fund", type=_amount, default=Decimal(0), metavar="AMOUNT",
+                   help="what the fund already paid this insurance year")
+    p.add_argument("--ytd-compliant", type=_amount, default=Decimal(0), metavar="AMOUNT",
+                   help="compliant cost accumulated earlier this year (regions whose bands count the year)")
+    p.add_argument("--ytd-burden", type=_amount, default=Decimal(0), metavar="AMOUNT",
+                   help="compliant cost the person bore earlier this year (critical-illness insurance)")
+    p.add_argument("--admission", type=_positive_int, default=1, metavar="N",
+                   help="which admission of the insurance year this is")
+    _add_policy_dir(p)
+    p.add_argument("--lang", choices=("zh", "en"), default="zh")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_estimate)
+
+
+def _rules_parser(sub) -> None:
+    rules = sub.add_parser("rules", help="check, show and compare policy files")
+    rsub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
+    check = rsub.add_parser("check", help="validate every policy file; exit 1 on any problem")
+    _add_policy_dir(check)
+    check.set_defaults(func=cmd_rules_check)
+    show = rsub.add_parser("show", help="the parameters in force, as a table")
+    show.add_argument("region")
+    show.add_argument("--date", type=_date)
+    show.add_argument("--lang", choices=("zh", "en"), default="zh")
+    _add_policy_dir(show)
+    show.set_defaults(func=cmd_rules_show)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="yibao", description="yibao-bot: 医保 reimbursement estimates, in chat and on the command line."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _estimate_parser(sub)
+    _rules_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as bad:
+        print(bad, file=sys.stderr)
+        return 2
+    except PolicyErrors as bad:
+        print(f"invalid policy set ({len(bad.errors)} problem{'s' if len(bad.errors) > 1 else ''}):",
+              file=sys.stderr)
+        for error in bad.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

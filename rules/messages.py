@@ -1,0 +1,65 @@
+"""Render the engine's messages (steps, warnings, reasons) from `texts/messages.yaml`.
+
+Kept apart from the engine so an estimate stores only a key and its numbers; formatting happens
+when a person (or the command line) reads it.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FEN = Decimal("0.01")
+TEXTS = Path(__file__).parent / "texts" / "messages.yaml"
+
+
+@cache
+def _table() -> dict[str, dict[str, str]]:
+    data = yaml.safe_load(TEXTS.read_text(encoding="utf-8"))
+    flat: dict[str, dict[str, str]] = {}
+    for section in ("steps", "warnings", "reasons"):
+        flat.update(data[section])
+    return flat
+
+
+@cache
+def names() -> dict[str, dict[str, str]]:
+    return yaml.safe_load(TEXTS.read_text(encoding="utf-8"))["names"]
+
+
+def name(key: str, lang: str) -> str:
+    """A parameter's or detail's display name ("起付线", "deductible"); the key itself if unknown."""
+    entry = names().get(key)
+    return entry[lang if lang in entry else "zh"] if entry else key
+
+
+def money(value: Decimal) -> str:
+    """1234.5 → "1,234.50": rounded half-up to the fen, as every figure shown."""
+    return f"{value.quantize(FEN, ROUND_HALF_UP):,.2f}"
+
+
+def percent(value: Decimal) -> str:
+    """0.85 → "85%", 0.922 → "92.2%"."""
+    text = f"{(value * 100).normalize():f}"
+    return f"{text}%"
+
+
+def _show(key: str, value: Any, lang: str) -> str:
+    if isinstance(value, Decimal):
+        return percent(value) if key.endswith(("ratio", "factor")) else money(value)
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return value[1] if lang == "en" else value[0]  # a (zh, en) pair
+    if isinstance(value, list):
+        sep = ", " if lang == "en" else "、"
+        return sep.join(name(str(v), lang) for v in value)
+    return str(value)
+
+
+def render(key: str, args: dict[str, Any], lang: str) -> str:
+    template = _table()[key]
+    text = template.get(lang) or template["zh"]
+    return text.format(**{k: _show(k, v, lang) for k, v in args.items()})

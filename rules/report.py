@@ -1,0 +1,130 @@
+"""Plain views of an estimate and of a policy, for the command line and for tools that read JSON.
+
+Chat replies are rendered by `conversations`; this module is what `yibao estimate` and `yibao rules
+show` print, and the JSON shape other tools rely on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from rules.case import CannotEstimate, Estimate
+from rules.messages import money, name, percent
+from rules.policy import UNLIMITED, Band, Node, PolicySet, Region
+
+
+def _amount(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+def estimate_json(result: Estimate | CannotEstimate, lang: str = "zh") -> dict[str, Any]:
+    if isinstance(result, CannotEstimate):
+        return {"error": result.reason(lang), "missing": result.missing, "region": result.region,
+                "date": result.date.isoformat()}
+    return {
+        "region": result.region,
+        "date": result.date.isoformat(),
+        "insurance_year": [d.isoformat() for d in result.insurance_year],
+        "total": _amount(result.total),
+        "compliant": _amount(result.compliant),
+        "deductible": _amount(result.deductible),
+        "fund": _amount(result.fund),
+        "supplementary": _amount(result.supplementary),
+        "critical_illness": _amount(result.critical_illness),
+        "personal": _amount(result.personal),
+        "effective": result.effective.isoformat() if result.effective else None,
+        "steps": [
+            {
+                "key": step.key,
+                "text": step.text(lang),
+                "amount": _amount(step.amount.quantize(Decimal("0.01"))),
+                "used": [
+                    {"parameter": u.parameter, "effective": u.effective.isoformat(), "source": u.source,
+                     "confidence": u.confidence}
+                    for u in step.used
+                ],
+            }
+            for step in result.steps
+        ],
+        "warnings": [w(lang) for w in result.warnings],
+        "sources": [{"id": s.id, "title": s.title, "where": s.where} for s in result.sources],
+    }
+
+
+LABELS = {
+    "zh": {"total": "总费用", "compliant": "合规费用", "deductible": "起付线（本次）", "fund": "统筹基金",
+           "supplementary": "补充/附加基金", "critical_illness": "大病保险", "personal": "个人支付",
+           "steps": "计算过程", "warnings": "提示", "sources": "来源", "effective": "政策生效日期",
+           "year": "医保年度"},
+    "en": {"total": "Total", "compliant": "Compliant cost", "deductible": "Deductible (this time)",
+           "fund": "Basic fund", "supplementary": "Supplementary fund", "critical_illness": "Critical illness",
+           "personal": "Person pays", "steps": "Steps", "warnings": "Notes", "sources": "Sources",
+           "effective": "Policy in force since", "year": "Insurance year"},
+}
+
+
+def estimate_text(result: Estimate | CannotEstimate, policies: PolicySet, lang: str = "zh") -> str:
+    if isinstance(result, CannotEstimate):
+        return result.reason(lang)
+    label = LABELS[lang]
+    width = max(len(v) for v in label.values()) + 2
+    lines = [f"{label[k]:<{width}}{money(getattr(result, k)):>16}" for k in
+             ("total", "compliant", "deductible", "fund", "supplementary", "critical_illness", "personal")]
+    lines.append("")
+    lines.append(f"{label['year']}: {result.insurance_year[0]} – {result.insurance_year[1]}")
+    if result.effective:
+        lines.append(f"{label['effective']}: {result.effective}")
+    lines += ["", f"{label['steps']}:"] + [f"  {i}. {s.text(lang)}" for i, s in enumerate(result.steps, 1)]
+    if result.warnings:
+        lines += ["", f"{label['warnings']}:"] + [f"  ! {w(lang)}" for w in result.warnings]
+    lines += ["", f"{label['sources']}:"] + [f"  - {s.title} ({s.where})" for s in result.sources]
+    return "\n".join(lines)
+
+
+def show_value(value: Any) -> str:
+    """A parameter value as one short line: 630,000.00 · 85% · 1: 65%, 2: 60% · >0: 90%; >30,000.00: 95%."""
+    if value is UNLIMITED:
+        return "unlimited"
+    if isinstance(value, Decimal):
+        return percent(value) if value <= 1 and value != value.to_integral() else money(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {show_value(v)}" for k, v in value.items())
+    if isinstance(value, tuple) and value and isinstance(value[0], Band):
+        return "; ".join(f">{money(b.above)}: {show_value(b.ratio)}" for b in value)
+    return str(value)
+
+
+def _node_lines(node: Node, day: dt.date, lang: str, indent: str) -> list[str]:
+    lines = []
+    for key, series in node.params.items():
+        entry = series.at(day)
+        if entry is None:
+            continue
+        flag = "" if entry.confidence == "confirmed" else f" [{entry.confidence}]"
+        lines.append(f"{indent}{name(key, lang)}: {show_value(entry.value)}  (since {entry.start}, "
+                     f"{entry.source}){flag}")
+    return lines
+
+
+def policy_table(region: Region, day: dt.date, lang: str = "zh") -> str:
+    """The parameters in force on `day`, plan by plan, visit by visit, row by row."""
+    start, end = region.insurance_year(day)
+    lines = [f"{region.name(lang)} ({region.id}) — {day} — {LABELS[lang]['year']} {start} – {end}"]
+    for plan in region.plans.values():
+        lines.append(f"\n{plan.name(lang)} [{plan.id}]")
+        lines += _node_lines(plan, day, lang, "  ")
+        for visit in plan.visits.values():
+            lines.append(f"  {visit.id} — levels: {', '.join(visit.levels)}")
+            lines += _node_lines(visit, day, lang, "    ")
+            for row in visit.rows:
+                cond = ", ".join(f"{k}={v}" for k, v in row.when.items())
+                lines.append(f"    when {cond}:")
+                lines += _node_lines(row, day, lang, "      ")
+    if region.notes:
+        lines.append("")
+        lines += [f"* {note(lang)}" for note in region.notes]
+    lines.append("")
+    lines += [f"[{s.id}] {s.title} — {s.where}" for s in region.sources.values()]
+    return "\n".join(lines)
