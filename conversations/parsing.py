@@ -395,7 +395,8 @@ def _contained_ids(key: str, table: Sequence[tuple[str, tuple[str, ...]]]) -> li
 
 
 def _contains(text: str, label: str) -> bool:
-    if len(label) >= len(text):
+    # A bare number inside other text ("3万", "2005") is an amount or a year, not option "3".
+    if len(label) >= len(text) or label.isdigit():
         return False
     if _has_cjk(label):
         return label in text

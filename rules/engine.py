@@ -433,3 +433,50 @@ def _compute(ctx: _Context) -> Estimate:
         warnings=ctx.warnings + ctx.notices,
         sources=list(ctx.sources.values()),
     )
+
+
+# -- what a case needs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """Which answers a case needs under its policy, so a dialogue asks only those.
+
+    `details` are person details that pick the rule (age, retired_year) still unknown; the flags say
+    whether the policy uses each optional input for this plan, visit and level on that date.
+    """
+
+    details: tuple[str, ...] = ()
+    class_b: bool = False
+    ytd_deductible: bool = False
+    admission: bool = False
+    ytd_fund: bool = False
+    ytd_compliant: bool = False
+    ytd_burden: bool = False
+
+
+def needs(case: Case, policies: PolicySet | None = None) -> Needs:
+    """What else `case` should say: its `total` and amounts are ignored (give 0)."""
+    policies = policies or default_policies()
+    day = case.date or dt.date.today()
+    try:
+        region, plan, visit = _locate(case, policies)
+        row = _choose_row(visit, case)
+    except _Missing as missing:
+        return Needs(details=tuple(m for m in missing.missing if m in ("age", "retired_year", "member", "grade")))
+    ctx = _Context(case, region, plan, visit, row, day)
+
+    def has(name: str) -> bool:
+        return any(name in node.params and node.params[name].at(day) is not None for node in ctx._nodes())
+
+    cap = ctx.entry("fund_cap", required=False) if has("fund_cap") else None
+    capped = cap is not None and ctx.at_level("fund_cap", cap.value) is not UNLIMITED
+    per_admission = ctx.setting("deductible_scope", "annual") == "per_admission"
+    return Needs(
+        class_b=has("class_b_self_ratio"),
+        ytd_deductible=has("deductible") and not per_admission,
+        admission=per_admission and has("later_admission_factor"),
+        ytd_fund=capped,
+        ytd_compliant=ctx.setting("bands_over", "admission") == "year",
+        ytd_burden=has("critical_illness_threshold"),
+    )

@@ -1,0 +1,455 @@
+"""The guided estimate dialogue, the same on every platform.
+
+`Dialogue.handle(key, incoming)` runs one turn: it loads the session from the store, computes the
+replies and the new session with the pure `Dialogue.step`, and saves it with compare-and-set, so two
+processes (or a double tap) never lose an update and a restarted process continues any conversation.
+Nothing about a conversation is kept in process memory.
+
+A session is small JSON (see `Session.to_dict`): language, state, current question, a question
+counter that makes buttons of older messages recognisable, the answers, and the order they were given
+(for /back).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from conversations.questions import QUESTIONS, Context, Invalid, Question, answered, open_question
+from conversations.render import cannot_text, estimate_text
+from conversations.replies import Button, Incoming, Reply, Turn
+from conversations.store import SessionKey, SessionStore, run_turn
+from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, synonyms, t, words
+from rules.case import CannotEstimate
+from rules.engine import estimate
+from rules.policy import PolicySet
+from rules.report import policy_table
+
+MAX_TEXT = 500
+STATES = ("idle", "ask", "summary", "done", "forget")
+COMMANDS = {"start": "start", "estimate": "start", "new": "start", "back": "back", "cancel": "cancel",
+            "help": "help", "language": "language", "lang": "language", "regions": "regions",
+            "policy": "policy", "forget": "forget"}
+Effect = Callable[[SessionKey, str, str], Awaitable[None]]
+
+
+@dataclass
+class Session:
+    lang: str = DEFAULT_LANGUAGE
+    state: str = "idle"
+    question: str | None = None
+    q: int = 0
+    answers: dict[str, Any] = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)
+    back_to: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"l": self.lang, "s": self.state, "q": self.q}
+        if self.question:
+            data["c"] = self.question
+        if self.answers:
+            data["a"] = self.answers
+        if self.history:
+            data["h"] = self.history
+        if self.back_to:
+            data["b"] = self.back_to
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Session:
+        """A stored session, or a fresh one where anything in it is not what we wrote."""
+        if not isinstance(data, dict):
+            return cls()
+        session = cls(
+            lang=data.get("l") if data.get("l") in LANGUAGES else DEFAULT_LANGUAGE,
+            state=data.get("s") if data.get("s") in STATES else "idle",
+            question=data.get("c") if data.get("c") in QUESTIONS else None,
+            q=data.get("q") if isinstance(data.get("q"), int) else 0,
+            answers={k: v for k, v in (data.get("a") or {}).items() if k in QUESTIONS}
+            if isinstance(data.get("a"), dict) else {},
+            history=[h for h in data.get("h", []) if h in QUESTIONS] if isinstance(data.get("h"), list) else [],
+            back_to=data.get("b") if data.get("b") in STATES else None,
+        )
+        if session.state == "ask" and session.question is None:
+            session.state = "idle"
+        return session
+
+
+class Dialogue:
+    """One guided dialogue over a policy set and a session store.
+
+    `effects` are what a turn asks the runtime to do once its session is saved: "subscribe" (a
+    region), "forget" (the user's other data). A button is offered only for effects that exist.
+    """
+
+    def __init__(self, policies: PolicySet, store: SessionStore, *, effects: dict[str, Effect] | None = None,
+                 today: Callable[[], dt.date] = dt.date.today):
+        self.policies = policies
+        self.store = store
+        self.effects = effects or {}
+        self.today = today
+
+    async def handle(self, key: SessionKey, incoming: Incoming) -> Turn:
+        def turn(stored: dict | None) -> tuple[dict, Turn]:
+            session = Session.from_dict(stored)
+            result = self.step(session, incoming)
+            return session.to_dict(), result
+
+        result: Turn = await run_turn(self.store, key, turn)
+        if result.forgot:
+            await self.store.delete_user(key.platform, key.user)
+        for name, argument in result.effects:
+            await self.effects[name](key, argument, result.lang)
+        return result
+
+    # -- the pure part: a session and an input → the new session and the replies ----------
+
+    def step(self, s: Session, incoming: Incoming) -> Turn:
+        command, argument = self._command(s, incoming)
+        if command:
+            turn = self._on_command(s, command, argument)
+        elif incoming.choice is not None:
+            turn = self._on_button(s, incoming.choice)
+        elif incoming.text is None or not incoming.text.strip():
+            turn = self._hint(s, "hints.not_text")
+        elif len(incoming.text) > MAX_TEXT:
+            turn = self._hint(s, "hints.too_long")
+        else:
+            turn = self._on_text(s, incoming.text.strip())
+        turn.lang = s.lang
+        return turn
+
+    def _context(self, s: Session) -> Context:
+        return Context(self.policies, s.answers, s.lang, self.today())
+
+    def _command(self, s: Session, incoming: Incoming) -> tuple[str | None, str]:
+        if incoming.command:
+            return COMMANDS.get(incoming.command.lower(), "unknown"), incoming.argument.strip()[:MAX_TEXT]
+        text = (incoming.text or "").strip()
+        if text.startswith("/") and len(text) <= MAX_TEXT:
+            name, _, argument = text[1:].partition(" ")
+            return COMMANDS.get(name.split("@")[0].lower(), "unknown"), argument.strip()
+        folded = text.casefold()
+        for word_key in ("back", "cancel", "help", "language"):
+            if folded in words(word_key):
+                return word_key, ""
+        if folded in words("start") and s.state in ("idle", "done"):
+            return "start", ""
+        return None, ""
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _on_command(self, s: Session, command: str, argument: str) -> Turn:
+        handler = {
+            "start": self._start, "back": self._back, "cancel": self._cancel, "help": self._help,
+            "regions": self._regions, "forget": self._forget_ask,
+        }.get(command)
+        if handler:
+            return handler(s)
+        if command == "language":
+            return self._language(s, argument)
+        if command == "policy":
+            return self._policy(s, argument)
+        return self._hint(s, "hints.unknown_command")
+
+    def _start(self, s: Session) -> Turn:
+        s.answers, s.history, s.back_to = {}, [], None
+        return Turn([Reply(t(s.lang, "welcome"))] + self._advance(s))
+
+    def _back(self, s: Session) -> Turn:
+        if s.state in ("idle", "forget") or not s.history:
+            return self._hint(s, "hints.no_back")
+        last = s.history.pop()
+        s.answers.pop(last, None)
+        return Turn(self._advance(s))
+
+    def _cancel(self, s: Session) -> Turn:
+        s.answers, s.history, s.state, s.question, s.back_to = {}, [], "idle", None, None
+        s.q += 1
+        return Turn([Reply(t(s.lang, "commands.cancelled"), buttons=((self._button(s, "~new", "buttons.restart"),),))])
+
+    def _help(self, s: Session) -> Turn:
+        return Turn([Reply(t(s.lang, "commands.help"))] + self._current(s))
+
+    def _regions(self, s: Session) -> Turn:
+        sep = ", " if s.lang == "en" else "、"
+        lines = [f"• {r.name(s.lang)}（{sep.join(r.aliases[:4])}）" if r.aliases else f"• {r.name(s.lang)}"
+                 for r in sorted(self.policies, key=lambda r: r.id)]
+        return Turn([Reply(t(s.lang, "commands.regions", regions="\n".join(lines)))] + self._current(s))
+
+    def _policy(self, s: Session, argument: str) -> Turn:
+        names = (", " if s.lang == "en" else "、").join(r.name(s.lang) for r in self.policies)
+        if not argument:
+            return Turn([Reply(t(s.lang, "commands.policy_usage"))] + self._current(s))
+        region = self.policies.find(argument) or self.policies.regions.get(
+            QUESTIONS["region"].match(self._context(s), argument) or "")
+        if region is None:
+            return Turn([Reply(t(s.lang, "commands.policy_unknown", region=argument[:40], regions=names))]
+                        + self._current(s))
+        return Turn([Reply(policy_table(region, self.today(), s.lang))] + self._current(s))
+
+    def _language(self, s: Session, argument: str) -> Turn:
+        chosen = self._match_language(argument)
+        if chosen is None:
+            s.q += 1
+            row = tuple(Button(f"{s.q}|~lang:{lang}", raw(lang, "labels.language_name")) for lang in LANGUAGES)
+            return Turn([Reply(t(s.lang, "commands.choose_language"), buttons=(row,))])
+        s.lang = chosen
+        return Turn([Reply(t(s.lang, "commands.language"))] + self._current(s, renew=True))
+
+    @staticmethod
+    def _match_language(text: str) -> str | None:
+        folded = text.strip().casefold()
+        for lang, names in synonyms()["languages"].items():
+            if folded == lang or folded in (n.casefold() for n in names):
+                return lang
+        return None
+
+    def _forget_ask(self, s: Session) -> Turn:
+        if s.state != "forget":
+            s.back_to = s.state
+        s.state = "forget"
+        s.q += 1
+        row = (self._button(s, "~forget:yes", "buttons.forget_yes"), self._button(s, "~forget:no", "buttons.forget_no"))
+        return Turn([Reply(t(s.lang, "commands.forget_confirm"), buttons=(row,))])
+
+    def _forget_answer(self, s: Session, yes: bool) -> Turn:
+        if yes:
+            lang = s.lang
+            s.__init__()  # the store deletes it all once this turn is saved
+            s.lang = lang
+            turn = Turn([Reply(t(lang, "commands.forgotten"))], forgot=True)
+            if "forget" in self.effects:
+                turn.effects.append(("forget", ""))
+            return turn
+        s.state, s.back_to = s.back_to or "idle", None
+        return Turn([Reply(t(s.lang, "commands.forget_kept"))] + self._current(s, renew=True))
+
+    # -- buttons ------------------------------------------------------------------------------
+
+    def _on_button(self, s: Session, data: str) -> Turn:
+        counter, _, value = data.partition("|")
+        if value.startswith("~lang:") and value[6:] in LANGUAGES:
+            return self._language(s, value[6:])
+        if value == "~new":
+            return self._start(s)
+        if value.startswith("~sub:") and "subscribe" in self.effects and value[5:] in self.policies.regions:
+            turn = Turn([])
+            turn.effects.append(("subscribe", value[5:]))
+            return turn
+        if counter != str(s.q):
+            return Turn([Reply(t(s.lang, "hints.stale"))] + self._current(s))
+        actions: dict[str, Callable[[], Turn]] = {
+            "~back": lambda: self._back(s),
+            "~skip": lambda: self._skip(s),
+            "~skiprest": lambda: self._skip(s, rest=True),
+            "~calc": lambda: self._calculate(s),
+            "~change": lambda: self._summary_turn(s),
+            "~forget:yes": lambda: self._forget_answer(s, True),
+            "~forget:no": lambda: self._forget_answer(s, False),
+        }
+        if value in actions:
+            return actions[value]()
+        if value.startswith("~edit:") and s.state in ("summary", "done"):
+            return self._edit(s, value[6:])
+        if s.state == "ask" and s.question and QUESTIONS[s.question].kind == "choice":
+            question = QUESTIONS[s.question]
+            ctx = self._context(s)
+            option = next((o for o in question.options(ctx) if o.id == value), None)
+            if option is not None:
+                turn = self._answer(s, question, value)
+                turn.answered = option.label
+                return turn
+        return Turn([Reply(t(s.lang, "hints.stale"))] + self._current(s))
+
+    # -- typed text ---------------------------------------------------------------------------
+
+    def _on_text(self, s: Session, text: str) -> Turn:
+        if s.state == "idle":
+            return self._on_idle_text(s, text)
+        if s.state == "ask" and s.question:
+            question = QUESTIONS[s.question]
+            if text.casefold() in words("skip"):
+                return self._skip(s) if question.skippable else self._hint(s, "hints.cannot_skip")
+            try:
+                value = question.answer(self._context(s), text)
+            except Invalid as bad:
+                return self._hint(s, bad.hint, **bad.values)
+            return self._answer(s, question, value)
+        if s.state == "summary":
+            return self._on_summary_text(s, text)
+        if s.state == "forget":
+            return self._hint(s, "hints.choice")
+        return Turn([Reply(t(s.lang, "commands.done_hint"), buttons=self._result_buttons(s))])
+
+    def _on_idle_text(self, s: Session, text: str) -> Turn:
+        region = QUESTIONS["region"].match(self._context(s), text)
+        turn = self._start(s)
+        if region is None:
+            return turn
+        return self._answer(s, QUESTIONS["region"], region)
+
+    def _on_summary_text(self, s: Session, text: str) -> Turn:
+        folded = text.casefold()
+        if folded in {"ok", "好", "好的", "确认", "计算", "开始计算", "yes", "calculate", "go"}:
+            return self._calculate(s)
+        ctx = self._context(s)
+        for question in answered(ctx):
+            names = {raw(lang, f"labels.fields.{question.id}").casefold() for lang in LANGUAGES}
+            if folded in names or folded.removeprefix("改").removeprefix("change ") in names:
+                return self._edit(s, question.id)
+        return self._hint(s, "hints.choice")
+
+    # -- moving through the questions ----------------------------------------------------------
+
+    def _answer(self, s: Session, question: Question, value: Any) -> Turn:
+        s.answers[question.id] = value
+        if question.id in s.history:
+            s.history.remove(question.id)
+        s.history.append(question.id)
+        return Turn(self._advance(s))
+
+    def _skip(self, s: Session, rest: bool = False) -> Turn:
+        if s.state != "ask" or not s.question or not QUESTIONS[s.question].skippable:
+            return self._hint(s, "hints.cannot_skip")
+        question = QUESTIONS[s.question]
+        if not rest:
+            return self._answer(s, question, question.skip_value)
+        ctx = self._context(s)
+        for later in (q for q in answered(ctx) if q.ytd and q.id not in s.answers):
+            s.answers[later.id] = later.skip_value
+        if question.id in s.history:
+            s.history.remove(question.id)
+        s.history.append(question.id)
+        return Turn(self._advance(s))
+
+    def _edit(self, s: Session, qid: str) -> Turn:
+        if qid not in QUESTIONS:
+            return Turn([Reply(t(s.lang, "hints.stale"))] + self._current(s))
+        s.answers.pop(qid, None)
+        if qid in s.history:
+            s.history.remove(qid)
+        return Turn(self._advance(s))
+
+    def _advance(self, s: Session) -> list[Reply]:
+        """Ask the next open question, or show the summary when every answer is in."""
+        ctx = self._context(s)
+        question = open_question(ctx)
+        s.q += 1
+        if question is None:
+            s.state, s.question = "summary", None
+            return [self._summary(s, ctx)]
+        s.state, s.question = "ask", question.id
+        return [self._question(s, ctx, question)]
+
+    def _current(self, s: Session, renew: bool = False) -> list[Reply]:
+        """The message the person should be looking at now (asked again after a hint or a command)."""
+        if renew:
+            s.q += 1
+        ctx = self._context(s)
+        if s.state == "ask" and s.question:
+            return [self._question(s, ctx, QUESTIONS[s.question])]
+        if s.state == "summary":
+            return [self._summary(s, ctx)]
+        if s.state == "done":
+            return [Reply(t(s.lang, "commands.done_hint"), buttons=self._result_buttons(s))]
+        if s.state == "forget":
+            return self._forget_ask(s).replies
+        return []
+
+    def _hint(self, s: Session, key: str, **values: Any) -> Turn:
+        if s.state == "idle":
+            return self._start(s)
+        return Turn([Reply(t(s.lang, key, **values))] + self._current(s))
+
+    # -- what the person sees ------------------------------------------------------------------
+
+    def _button(self, s: Session, action: str, label_key: str, **values: Any) -> Button:
+        return Button(f"{s.q}|{action}", t(s.lang, label_key, **values))
+
+    def _question(self, s: Session, ctx: Context, question: Question) -> Reply:
+        year_start = ctx.region.insurance_year(self.today())[0] if ctx.region else ""
+        text = t(s.lang, f"prompts.{question.id}", year_start=year_start)
+        per_row = 3 if question.id in ("region", "level") else 2
+        options = [Button(f"{s.q}|{o.id}", o.label) for o in question.options(ctx)]
+        rows = [tuple(options[i:i + per_row]) for i in range(0, len(options), per_row)]
+        controls = []
+        if s.history:
+            controls.append(self._button(s, "~back", "buttons.back"))
+        if question.skippable:
+            controls.append(self._button(s, "~skip", "buttons.skip"))
+        if controls:
+            rows.append(tuple(controls))
+        if question.ytd:
+            rows.append((self._button(s, "~skiprest", "buttons.skip_rest"),))
+        return Reply(text, buttons=tuple(rows))
+
+    def _summary(self, s: Session, ctx: Context) -> Reply:
+        lines, edits = [], []
+        for question in answered(ctx):
+            value = ctx.value(question.id)
+            shown = question.display(ctx, value)
+            lines.append(f"• {t(s.lang, f'labels.fields.{question.id}')}: {shown}")
+            if question.kind != "choice" or len(question.options(ctx)) > 1:
+                field_name = t(s.lang, f"labels.fields.{question.id}")
+                edits.append(Button(f"{s.q}|~edit:{question.id}", t(s.lang, "summary.edit", field=field_name)))
+        rows = [tuple(edits[i:i + 2]) for i in range(0, len(edits), 2)]
+        rows.append((self._button(s, "~calc", "buttons.calculate"),))
+        rows.append((self._button(s, "~back", "buttons.back"),))
+        text = "\n".join(lines) + "\n\n" + t(s.lang, "summary.edit_hint")
+        return Reply(text, title=t(s.lang, "summary.title"), buttons=tuple(rows))
+
+    def _summary_turn(self, s: Session) -> Turn:
+        if not s.answers:
+            return self._start(s)
+        s.state = "summary"
+        return Turn(self._current(s, renew=True))
+
+    def _result_buttons(self, s: Session) -> tuple[tuple[Button, ...], ...]:
+        rows: list[tuple[Button, ...]] = [(self._button(s, "~new", "buttons.new"),
+                                          self._button(s, "~change", "buttons.change"))]
+        region = self.policies.regions.get(s.answers.get("region", ""))
+        if region and "subscribe" in self.effects:
+            rows.append((self._button(s, f"~sub:{region.id}", "buttons.subscribe", region=region.name(s.lang)),))
+        return tuple(rows)
+
+    def _calculate(self, s: Session) -> Turn:
+        ctx = self._context(s)
+        if open_question(ctx) is not None:
+            return Turn(self._advance(s))
+        case = ctx.case()
+        result = estimate(case, self.policies)
+        s.state, s.question = "done", None
+        s.q += 1
+        if isinstance(result, CannotEstimate):
+            return Turn([Reply(cannot_text(result, s.lang), buttons=self._result_buttons(s))])
+        comparisons = self._comparisons(ctx, case.level)
+        supplementary = ctx.plan.settings.get("supplementary_name") if ctx.plan else None
+        name = supplementary(s.lang) if supplementary else t(s.lang, "result.supplementary_default")
+        text = estimate_text(result, self._context_line(ctx), comparisons, s.lang, name)
+        return Turn([Reply(text, title=t(s.lang, "result.title"), buttons=self._result_buttons(s))],
+                    kind="estimate")
+
+    def _comparisons(self, ctx: Context, level: str) -> list[tuple[str, Decimal]]:
+        out = []
+        for option in QUESTIONS["level"].options(ctx):
+            if option.id == level:
+                continue
+            other = estimate(ctx.case(level=option.id), self.policies)
+            if not isinstance(other, CannotEstimate):
+                out.append((option.label, other.personal))
+        return out
+
+    def _context_line(self, ctx: Context) -> str:
+        member = ctx.value("member")
+        member_text = ""
+        if member:
+            member_text = f"（{QUESTIONS['member'].display(ctx, member)}）" if ctx.lang == "zh" \
+                else f" ({QUESTIONS['member'].display(ctx, member)})"
+        return t(ctx.lang, "result.context", region=ctx.region.name(ctx.lang) if ctx.region else "",
+                 plan=QUESTIONS["plan"].display(ctx, ctx.value("plan")), member=member_text,
+                 visit=QUESTIONS["visit"].display(ctx, ctx.value("visit")),
+                 level=QUESTIONS["level"].display(ctx, ctx.value("level")))

@@ -1,0 +1,54 @@
+"""What goes into a dialogue turn and what comes out, independent of any messaging platform.
+
+A platform adapter turns its updates into an `Incoming` and each `Reply` into its own messages;
+a `Button.id` comes back as `Incoming.choice` when pressed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One thing the person did: typed text, pressed a button, or sent a command (with its argument).
+
+    `text` None with no choice and no command means something the bot cannot read (a sticker, a photo).
+    """
+
+    text: str | None = None
+    choice: str | None = None
+    command: str | None = None
+    argument: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One message: plain text (no markup), an optional title, and rows of buttons."""
+
+    text: str
+    title: str | None = None
+    buttons: tuple[tuple[Button, ...], ...] = ()
+
+    @property
+    def choices(self) -> list[Button]:
+        return [b for row in self.buttons for b in row]
+
+
+@dataclass(slots=True)
+class Turn:
+    """The replies to send, and for a pressed button the label to show on the question it answered
+    (platforms that can edit messages keep the chat a clean record of questions and answers)."""
+
+    replies: list[Reply] = field(default_factory=list)
+    answered: str | None = None
+    forgot: bool = False
+    kind: str = "turn"  # "estimate" when an estimate was produced (counted in metrics)
+    effects: list[tuple[str, str]] = field(default_factory=list)  # run by the runtime once saved
+    lang: str = "zh"  # the session's language after the turn
