@@ -7,12 +7,15 @@ line; a case the policy cannot estimate exits 2 too (with `--json`, as `{"error"
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
+from bot.config import VARIABLES, ConfigError, Settings, env_example, markdown_table
+from bot.runtime import StartError
 from rules.case import LEVELS, MEMBERS, PLANS, VISITS, CannotEstimate, Case, InvalidCase
 from rules.engine import estimate
 from rules.loader import PolicyErrors, load_policies, policy_dir
@@ -107,6 +110,35 @@ def cmd_rules_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(policy_dir=getattr(args, "policy_dir", None))
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from bot.runtime import open_runtime
+    from bot.terminal import run_chat
+
+    async def chat() -> int:
+        async with open_runtime(_settings(args)) as runtime:
+            return await run_chat(runtime, user=args.user, lang=args.lang)
+
+    return asyncio.run(chat())
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(markdown_table())
+    elif args.env:
+        print(env_example())
+    else:
+        settings = Settings.from_env()
+        for var in VARIABLES:
+            value = getattr(settings, var.attr)
+            shown = "(set)" if var.secret and value else value
+            print(f"{var.name}={'' if shown is None else shown}")
+    return 0
+
+
 def _add_policy_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy-dir", metavar="DIR",
                    help="folder of policy files (default: $YIBAO_POLICY_DIR, else the shipped policies)")
@@ -156,6 +188,19 @@ def _rules_parser(sub) -> None:
     show.set_defaults(func=cmd_rules_show)
 
 
+def _runtime_parsers(sub) -> None:
+    chat = sub.add_parser("chat", help="the guided estimate in this terminal (no token needed)")
+    chat.add_argument("--user", help="whose conversation to continue (default: your login name)")
+    chat.add_argument("--lang", choices=("zh", "en"), help="language of the conversation")
+    _add_policy_dir(chat)
+    chat.set_defaults(func=cmd_chat)
+    config = sub.add_parser("config", help="show the settings in force, or the reference of all of them")
+    fmt = config.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true", help="the settings table for the README")
+    fmt.add_argument("--env", action="store_true", help="an .env.example with every variable")
+    config.set_defaults(func=cmd_config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="yibao", description="yibao-bot: 医保 reimbursement estimates, in chat and on the command line."
@@ -163,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _estimate_parser(sub)
     _rules_parser(sub)
+    _runtime_parsers(sub)
     return parser
 
 
@@ -173,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as bad:
         print(bad, file=sys.stderr)
         return 2
+    except (ConfigError, StartError) as bad:
+        print(f"yibao: {bad}", file=sys.stderr)
+        return 1
     except PolicyErrors as bad:
         print(f"invalid policy set ({len(bad.errors)} problem{'s' if len(bad.errors) > 1 else ''}):",
               file=sys.stderr)

@@ -345,10 +345,12 @@ def _critical_illness(ctx: _Context, compliant: Decimal, fund: Decimal, suppleme
     threshold = ctx.entry("critical_illness_threshold", required=False)
     if threshold is None:
         return ZERO
-    bands = ctx.entry("critical_illness_bands")
     burden = max(ZERO, compliant - fund - supplementary)
     ytd = ctx.case.ytd_burden
     ctx.step("burden", burden, compliant=compliant, fund=fund, supplementary=supplementary, ytd=ytd)
+    if ytd + burden <= threshold.value:
+        return ZERO  # below the threshold the bands do not matter (and may be unknown)
+    bands = ctx.entry("critical_illness_bands")
     used = (ctx.used("critical_illness_threshold", threshold), ctx.used("critical_illness_bands", bands))
     paid = ZERO
     start = max(ytd, threshold.value)

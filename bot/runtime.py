@@ -1,0 +1,86 @@
+"""What every runtime (terminal chat, Telegram, web) shares: settings, policies, Redis, the dialogue.
+
+`open_runtime` is the one place they are put together, in dependency order, and taken apart again
+in reverse: a start that fails says why in one line (`StartError`), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bot.config import Settings
+from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError, default_data_dir
+from bot.store import RedisSessionStore
+from conversations.dialogue import Dialogue, Effect
+from rules.loader import PolicyErrors, load_policies, policy_dir
+from rules.policy import PolicySet
+
+
+class StartError(RuntimeError):
+    """The bot cannot start; the message says why and what to do."""
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    policies: PolicySet
+    redis: aioredis.Redis
+    store: RedisSessionStore
+    dialogue: Dialogue
+    embedded: EmbeddedRedis | None = None
+    effects: dict[str, Effect] = field(default_factory=dict)
+
+    def replace_policies(self, policies: PolicySet) -> None:
+        """Swap in a reloaded policy set; turns already running finish on the old one."""
+        self.policies = policies
+        self.dialogue.policies = policies
+
+
+def load_policy_set(settings: Settings) -> PolicySet:
+    try:
+        return load_policies(settings.policy_dir)
+    except PolicyErrors as bad:
+        lines = "\n".join(f"  {e}" for e in bad.errors)
+        raise StartError(f"invalid policy set in {policy_dir(settings.policy_dir)}; not starting:\n{lines}") from None
+
+
+def start_embedded(settings: Settings) -> EmbeddedRedis:
+    embedded = EmbeddedRedis(settings.redis_dir or default_data_dir())
+    try:
+        return embedded.start()
+    except EmbeddedRedisError as bad:
+        raise StartError(f"could not start the embedded Redis (set REDIS_URL to use another): {bad}") from None
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    policies = load_policy_set(settings)
+    embedded = None if settings.redis_url else start_embedded(settings)
+    url = settings.redis_url or embedded.url  # type: ignore[union-attr]
+    redis = aioredis.from_url(url, health_check_interval=30)
+    try:
+        try:
+            await redis.ping()
+        except (RedisError, OSError) as bad:
+            raise StartError(f"Redis at {_safe_url(url)} does not answer: {bad}") from None
+        store = RedisSessionStore(redis, ttl_seconds=settings.session_ttl)
+        effects: dict[str, Effect] = {}
+        dialogue = Dialogue(policies, store, effects=effects)
+        yield Runtime(settings, policies, redis, store, dialogue, embedded, effects)
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password, for messages."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
