@@ -125,6 +125,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return asyncio.run(chat())
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from bot.web import run_web
+
+    overrides = {"host": args.host, "port": args.port, "web_chat": True}
+    return asyncio.run(run_web(Settings.from_env(policy_dir=args.policy_dir, **overrides)))
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.markdown:
         print(markdown_table())
@@ -194,6 +201,11 @@ def _runtime_parsers(sub) -> None:
     chat.add_argument("--lang", choices=("zh", "en"), help="language of the conversation")
     _add_policy_dir(chat)
     chat.set_defaults(func=cmd_chat)
+    web = sub.add_parser("web", help="serve only the browser chat page at /chat (no token needed)")
+    web.add_argument("--host", help="address to listen on (default: $HOST, else 0.0.0.0)")
+    web.add_argument("--port", type=_positive_int, help="port (default: $PORT, else 8080)")
+    _add_policy_dir(web)
+    web.set_defaults(func=cmd_web)
     config = sub.add_parser("config", help="show the settings in force, or the reference of all of them")
     fmt = config.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="the settings table for the README")
