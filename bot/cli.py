@@ -125,6 +125,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return asyncio.run(chat())
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.serve import run_serve
+
+    return asyncio.run(run_serve(Settings.from_env(policy_dir=args.policy_dir)))
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     from bot.web import run_web
 
@@ -201,6 +207,10 @@ def _runtime_parsers(sub) -> None:
     chat.add_argument("--lang", choices=("zh", "en"), help="language of the conversation")
     _add_policy_dir(chat)
     chat.set_defaults(func=cmd_chat)
+    serve = sub.add_parser("serve", help="run the Telegram bot (long polling, or a webhook if WEBHOOK_URL is set)",
+                           description="Settings come from the environment; see `yibao config --markdown`.")
+    _add_policy_dir(serve)
+    serve.set_defaults(func=cmd_serve)
     web = sub.add_parser("web", help="serve only the browser chat page at /chat (no token needed)")
     web.add_argument("--host", help="address to listen on (default: $HOST, else 0.0.0.0)")
     web.add_argument("--port", type=_positive_int, help="port (default: $PORT, else 8080)")

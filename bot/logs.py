@@ -29,7 +29,12 @@ def hash_id(value: object) -> str:
 
 
 def update_context(update_id: str) -> contextvars.Token:
+    """Tag the log lines of the update being handled (until `reset_update_context`)."""
     return _update_id.set(update_id)
+
+
+def reset_update_context(token: contextvars.Token) -> None:
+    _update_id.reset(token)
 
 
 class _UpdateFilter(logging.Filter):
