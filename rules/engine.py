@@ -79,8 +79,8 @@ class _Context:
 
     def _unverified(self, name: str, entry: Entry) -> None:
         source = self.region.sources[entry.source].title
-        message = Message("unverified", (("parameter", [name]), ("value", _describe(entry.value)),
-                                         ("source", source)))
+        value = _describe(entry.value, name in RATIO_PARAMETERS)
+        message = Message("unverified", (("parameter", [name]), ("value", value), ("source", source)))
         if message not in self.warnings:
             self.warnings.append(message)
 
@@ -111,13 +111,18 @@ class _Context:
         raise _Missing([name])
 
 
-def _describe(value) -> str:
+RATIO_PARAMETERS = {"ratio", "later_admission_factor", "class_b_self_ratio", "out_of_area_factor",
+                    "supplementary_ratio", "critical_illness_bands"}
+
+
+def _describe(value, is_ratio: bool) -> str:
+    """A parameter value for a warning: ratios as percentages, everything else as money."""
     if isinstance(value, Decimal):
-        return percent(value) if value <= 1 else money(value)
+        return percent(value) if is_ratio else money(value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {_describe(v)}" for k, v in value.items())
+        return ", ".join(f"{k}: {_describe(v, is_ratio)}" for k, v in value.items())
     if isinstance(value, tuple):
-        return "; ".join(f">{money(b.above)}: {_describe(b.ratio)}" for b in value)
+        return "; ".join(f">{money(b.above)}: {_describe(b.ratio, True)}" for b in value)
     return str(value)
 
 
@@ -237,7 +242,7 @@ def _ratio_factor(ctx: _Context, value) -> tuple[Decimal, tuple[Used, ...]]:
         return ONE, ()
     has_own = isinstance(value, dict) and "out_of_area" in value
     if isinstance(value, tuple):
-        has_own = all(not isinstance(b.ratio, dict) or "out_of_area" in b.ratio for b in value)
+        has_own = all(isinstance(b.ratio, dict) and "out_of_area" in b.ratio for b in value)
     if has_own:
         return ONE, ()
     entry = ctx.entry("out_of_area_factor")
@@ -309,6 +314,8 @@ def _above_cap(pieces: list[_Piece], left: Decimal) -> Decimal:
     """The compliant cost left once the fund's running payment meets the cap, band by band."""
     over = ZERO
     for piece in pieces:
+        if piece.ratio == 0:
+            continue  # not covered by the fund at all, so not "above its cap" either
         pay = piece.amount * piece.ratio
         if left > 0 and pay <= left:
             left -= pay

@@ -34,6 +34,7 @@ from rules.policy import (
 )
 
 DEFAULT_DIR = Path(__file__).parent / "policies"
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same nodes and marks, faster
 CONFIDENCE = ("confirmed", "secondary", "seed-only")
 ID_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -72,6 +73,7 @@ class _Reader:
     def __init__(self, file: str):
         self.file = file
         self.errors: list[PolicyError] = []
+        self.alias_lines: dict[str, tuple[int, str]] = {}
         self.source_refs: list[tuple[yaml.Node, str, str]] = []
 
     def fail(self, node: yaml.Node, path: str, message: str) -> None:
@@ -154,7 +156,7 @@ _level = _choice(LEVELS)
 
 def _number(node: yaml.Node) -> Decimal:
     text = _scalar(node, "a number")
-    if node.tag.endswith(":str") and node.style is None and text.endswith("%"):
+    if text.endswith("%"):
         raise _Invalid(node, "a percentage is not an amount of money")
     try:
         value = Decimal(text.replace("_", ""))
@@ -477,6 +479,7 @@ def _read_region(reader: _Reader, root: yaml.Node, stem: str) -> Region | None:
             alias = reader.guard(n, f"aliases[{i}]", lambda n=n: _string(n))
             if alias:
                 aliases.append(alias)
+                reader.alias_lines[alias] = (n.start_mark.line + 1, f"aliases[{i}]")
     year_start = (1, 1)
     if "insurance_year_start" in fields:
         node = fields["insurance_year_start"][1]
@@ -500,11 +503,14 @@ def _read_region(reader: _Reader, root: yaml.Node, stem: str) -> Region | None:
     return Region(region_id, name, tuple(aliases), year_start, sources, tuple(notes), plans, reader.file)
 
 
-def load_file(path: Path) -> tuple[Region | None, list[PolicyError]]:
-    """One policy file: the region, or the problems found in it."""
+def load_file(path: Path, alias_lines: dict[str, tuple[int, str]] | None = None
+              ) -> tuple[Region | None, list[PolicyError]]:
+    """One policy file: the region, or the problems found in it (`alias_lines` gets where aliases are)."""
     reader = _Reader(path.name)
+    if alias_lines is not None:
+        reader.alias_lines = alias_lines
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=LOADER)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = mark.line + 1 if mark else 1
@@ -534,25 +540,27 @@ def load_policies(directory: str | os.PathLike[str] | None = None) -> PolicySet:
         raise PolicyErrors([PolicyError(str(folder), 0, "", "no policy files (*.yaml) in this folder")])
     errors: list[PolicyError] = []
     regions: dict[str, Region] = {}
+    alias_lines: dict[str, dict[str, tuple[int, str]]] = {}
     for file in files:
-        region, problems = load_file(file)
+        region, problems = load_file(file, alias_lines.setdefault(file.name, {}))
         errors.extend(problems)
         if region:
             regions[region.id] = region
-    names = _name_index(regions, errors)
+    names = _name_index(regions, errors, alias_lines)
     if errors:
         raise PolicyErrors(errors)
     return PolicySet(regions, names, str(folder))
 
 
-def _name_index(regions: dict[str, Region], errors: list[PolicyError]) -> dict[str, str]:
-    """id, names and aliases → region id; a name two regions claim is an error."""
+def _name_index(regions: dict[str, Region], errors: list[PolicyError],
+                alias_lines: dict[str, dict[str, tuple[int, str]]]) -> dict[str, str]:
+    """id, names and aliases → region id; a name two regions claim is an error (at the alias's line)."""
     names: dict[str, str] = {}
     for region in regions.values():
-        for name in {region.id, region.name.zh, region.name.en, *region.aliases}:
+        for name in dict.fromkeys((region.id, region.name.zh, region.name.en, *region.aliases)):
             key = name.strip().casefold()
             other = names.setdefault(key, region.id)
             if other != region.id:
-                errors.append(PolicyError(Path(region.path).name, 1, "aliases",
-                                          f"'{name}' also names region '{other}'"))
+                line, path = alias_lines.get(region.path, {}).get(name, (1, "aliases"))
+                errors.append(PolicyError(region.path, line, path, f"'{name}' also names region '{other}'"))
     return names
