@@ -12,6 +12,7 @@ import string
 import sys
 from typing import TextIO
 
+from conversations.dialogue import Session
 from conversations.replies import Button, Incoming, Reply
 from conversations.store import SessionKey
 
@@ -41,10 +42,15 @@ async def run_chat(runtime, user: str | None = None, lang: str | None = None,
     key = SessionKey("terminal", user, user)
     dialogue = runtime.dialogue
     out.write("yibao-bot — 医保报销估算 (Ctrl-D or /exit to quit)\n")
-    first = Incoming(command="language", argument=lang) if lang else Incoming(command="start")
-    turn = await dialogue.handle(key, first)
+    # A conversation in progress is continued (its current question shown again), not restarted.
+    stored, _ = await dialogue.store.load(key)
+    resuming = Session.from_dict(stored).state in ("ask", "summary", "forget") if stored else False
     if lang:
+        turn = await dialogue.handle(key, Incoming(command="language", argument=lang))
+    if not resuming:
         turn = await dialogue.handle(key, Incoming(command="start"))
+    elif not lang:
+        turn = await dialogue.handle(key, Incoming(command="resume"))
     keys: dict[str, Button] = {}
     for reply in turn.replies:
         keys = show(reply, out) or keys

@@ -12,6 +12,7 @@ counter that makes buttons of older messages recognisable, the answers, and the 
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,8 +33,9 @@ MAX_TEXT = 500
 STATES = ("idle", "ask", "summary", "done", "forget")
 COMMANDS = {"start": "start", "estimate": "start", "new": "start", "back": "back", "cancel": "cancel",
             "help": "help", "language": "language", "lang": "language", "regions": "regions",
-            "policy": "policy", "forget": "forget"}
+            "policy": "policy", "forget": "forget", "resume": "resume"}
 Effect = Callable[[SessionKey, str, str], Awaitable[None]]
+_platform: contextvars.ContextVar[str] = contextvars.ContextVar("platform", default="")
 
 
 @dataclass
@@ -63,15 +65,18 @@ class Session:
         """A stored session, or a fresh one where anything in it is not what we wrote."""
         if not isinstance(data, dict):
             return cls()
+        def known(value: Any, names: Any) -> bool:  # JSON lists and dicts are unhashable: no `in` on them
+            return isinstance(value, str) and value in names
+
         session = cls(
-            lang=data.get("l") if data.get("l") in LANGUAGES else DEFAULT_LANGUAGE,
-            state=data.get("s") if data.get("s") in STATES else "idle",
-            question=data.get("c") if data.get("c") in QUESTIONS else None,
+            lang=data["l"] if known(data.get("l"), LANGUAGES) else DEFAULT_LANGUAGE,
+            state=data["s"] if known(data.get("s"), STATES) else "idle",
+            question=data["c"] if known(data.get("c"), QUESTIONS) else None,
             q=data.get("q") if isinstance(data.get("q"), int) else 0,
-            answers={k: v for k, v in (data.get("a") or {}).items() if k in QUESTIONS}
+            answers={k: v for k, v in (data.get("a") or {}).items() if known(k, QUESTIONS)}
             if isinstance(data.get("a"), dict) else {},
-            history=[h for h in data.get("h", []) if h in QUESTIONS] if isinstance(data.get("h"), list) else [],
-            back_to=data.get("b") if data.get("b") in STATES else None,
+            history=[h for h in data.get("h", []) if known(h, QUESTIONS)] if isinstance(data.get("h"), list) else [],
+            back_to=data["b"] if known(data.get("b"), STATES) else None,
         )
         if session.state == "ask" and session.question is None:
             session.state = "idle"
@@ -86,11 +91,13 @@ class Dialogue:
     """
 
     def __init__(self, policies: PolicySet, store: SessionStore, *, effects: dict[str, Effect] | None = None,
-                 today: Callable[[], dt.date] = dt.date.today):
+                 today: Callable[[], dt.date] = dt.date.today,
+                 push_platforms: frozenset[str] = frozenset({"telegram"})):
         self.policies = policies
         self.store = store
-        self.effects = effects or {}
+        self.effects = effects if effects is not None else {}  # the runtime may add effects later
         self.today = today
+        self.push_platforms = push_platforms  # platforms that can send a notice later (subscriptions)
 
     async def handle(self, key: SessionKey, incoming: Incoming) -> Turn:
         def turn(stored: dict | None) -> tuple[dict, Turn]:
@@ -98,12 +105,19 @@ class Dialogue:
             result = self.step(session, incoming)
             return session.to_dict(), result
 
-        result: Turn = await run_turn(self.store, key, turn)
+        token = _platform.set(key.platform)
+        try:
+            result: Turn = await run_turn(self.store, key, turn)
+        finally:
+            _platform.reset(token)
+        for name, argument in result.effects:  # before a forget, which deletes what effects may read
+            await self.effects[name](key, argument, result.lang)
         if result.forgot:
             await self.store.delete_user(key.platform, key.user)
-        for name, argument in result.effects:
-            await self.effects[name](key, argument, result.lang)
         return result
+
+    def _can_subscribe(self) -> bool:
+        return "subscribe" in self.effects and _platform.get() in self.push_platforms
 
     # -- the pure part: a session and an input → the new session and the replies ----------
 
@@ -145,7 +159,7 @@ class Dialogue:
     def _on_command(self, s: Session, command: str, argument: str) -> Turn:
         handler = {
             "start": self._start, "back": self._back, "cancel": self._cancel, "help": self._help,
-            "regions": self._regions, "forget": self._forget_ask,
+            "regions": self._regions, "forget": self._forget_ask, "resume": self._resume,
         }.get(command)
         if handler:
             return handler(s)
@@ -170,6 +184,15 @@ class Dialogue:
         s.answers, s.history, s.state, s.question, s.back_to = {}, [], "idle", None, None
         s.q += 1
         return Turn([Reply(t(s.lang, "commands.cancelled"), buttons=((self._button(s, "~new", "buttons.restart"),),))])
+
+    def _resume(self, s: Session) -> Turn:
+        """Where the conversation stands, shown again (a reopened page or terminal): the current
+        question, the summary, or the estimate recomputed from the kept answers; a start if none."""
+        if s.state == "idle":
+            return self._start(s)
+        if s.state == "done":
+            return self._calculate(s)
+        return Turn(self._current(s))  # the same buttons: those already shown keep working
 
     def _help(self, s: Session) -> Turn:
         return Turn([Reply(t(s.lang, "commands.help"))] + self._current(s))
@@ -236,12 +259,12 @@ class Dialogue:
             return self._language(s, value[6:])
         if value == "~new":
             return self._start(s)
-        if value.startswith("~sub:") and "subscribe" in self.effects and value[5:] in self.policies.regions:
+        if value.startswith("~sub:") and self._can_subscribe() and value[5:] in self.policies.regions:
             turn = Turn([])
             turn.effects.append(("subscribe", value[5:]))
             return turn
         if counter != str(s.q):
-            return Turn([Reply(t(s.lang, "hints.stale"))] + self._current(s))
+            return self._stale(s)
         actions: dict[str, Callable[[], Turn]] = {
             "~back": lambda: self._back(s),
             "~skip": lambda: self._skip(s),
@@ -263,7 +286,7 @@ class Dialogue:
                 turn = self._answer(s, question, value)
                 turn.answered = option.label
                 return turn
-        return Turn([Reply(t(s.lang, "hints.stale"))] + self._current(s))
+        return self._stale(s)
 
     # -- typed text ---------------------------------------------------------------------------
 
@@ -321,14 +344,11 @@ class Dialogue:
         ctx = self._context(s)
         for later in (q for q in answered(ctx) if q.ytd and q.id not in s.answers):
             s.answers[later.id] = later.skip_value
-        if question.id in s.history:
-            s.history.remove(question.id)
-        s.history.append(question.id)
-        return Turn(self._advance(s))
+        return self._answer(s, question, question.skip_value)  # the current question is skipped too
 
     def _edit(self, s: Session, qid: str) -> Turn:
         if qid not in QUESTIONS:
-            return Turn([Reply(t(s.lang, "hints.stale"))] + self._current(s))
+            return self._stale(s)
         s.answers.pop(qid, None)
         if qid in s.history:
             s.history.remove(qid)
@@ -359,6 +379,11 @@ class Dialogue:
         if s.state == "forget":
             return self._forget_ask(s).replies
         return []
+
+    def _stale(self, s: Session) -> Turn:
+        """An old message's button: say so and show the current question (none when idle: start again)."""
+        current = self._current(s) if s.state != "idle" else self._start(s).replies
+        return Turn([Reply(t(s.lang, "hints.stale"))] + current)
 
     def _hint(self, s: Session, key: str, **values: Any) -> Turn:
         if s.state == "idle":
@@ -412,7 +437,7 @@ class Dialogue:
         rows: list[tuple[Button, ...]] = [(self._button(s, "~new", "buttons.new"),
                                           self._button(s, "~change", "buttons.change"))]
         region = self.policies.regions.get(s.answers.get("region", ""))
-        if region and "subscribe" in self.effects:
+        if region and self._can_subscribe():
             rows.append((self._button(s, f"~sub:{region.id}", "buttons.subscribe", region=region.name(s.lang)),))
         return tuple(rows)
 

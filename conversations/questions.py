@@ -262,8 +262,11 @@ QUESTION_LIST: list[Question] = [
              show="year"),
     Question("total", "amount", lambda ctx: ctx.visit is not None,
              read=lambda ctx, s: read_amount(ctx, s, allow_zero=False, room=None)),
+    # self_pay is bounded by the total only and class_b by what self_pay leaves: checking each against
+    # the other would recurse forever (value → is_valid → _room → value …). An edited self_pay that no
+    # longer leaves room for class_b makes class_b invalid, so it is asked again.
     Question("self_pay", "amount", lambda ctx: ctx.visit is not None, skippable=True,
-             read=lambda ctx, s: read_amount(ctx, s, allow_zero=True, room=_room(ctx, "class_b"))),
+             read=lambda ctx, s: read_amount(ctx, s, allow_zero=True, room=_room(ctx))),
     Question("class_b", "amount", _need("class_b"), skippable=True,
              read=lambda ctx, s: read_amount(ctx, s, allow_zero=True, room=_room(ctx, "self_pay"))),
     Question("admission", "whole", _need("admission"), skippable=True, skip_value=None, ytd=True,
