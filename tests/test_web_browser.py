@@ -1,0 +1,281 @@
+"""The web chat end to end in headless Chromium: `yibao web` as a subprocess, a person clicking and typing.
+
+Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`) and the
+`selenium` package; skipped only when no chromium binary is installed. Screenshots go to test-output/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"
+PHONE = (390, 844)
+DESKTOP = (1280, 860)
+
+
+def _find(*names: str) -> str | None:
+    for name in names:
+        found = shutil.which(name) or (name if os.path.isabs(name) and os.access(name, os.X_OK) else None)
+        if found:
+            return found
+    return None
+
+
+CHROMIUM = _find("/usr/bin/chromium", "chromium", "chromium-browser")
+CHROMEDRIVER = _find("/usr/bin/chromedriver", "chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium binary installed (apt-get install -y chromium chromium-driver)"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def web_url(redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """`python -m bot web` on a free port, on the test Redis; stopped with SIGTERM afterwards."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "THROTTLE_RATE": "50",  # a test clicks faster than a person
+        "THROTTLE_BURST": "200",
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+    }
+    env.pop("WEB_CHAT", None)
+    out = (tmp_path / "web.out").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "web", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out.seek(0)
+                pytest.fail(f"`yibao web` did not come up:\n{out.read()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        out.seek(0)
+        printed = out.read()
+        out.close()
+    assert code == 0, printed
+    assert f"open http://127.0.0.1:{port}/chat" in printed
+    assert "30000" not in printed and "2005" not in printed  # no texts in the logs
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    if CHROMEDRIVER is None:
+        pytest.fail("chromium is installed but chromedriver is not: apt-get install -y chromium-driver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("chromium is installed but selenium is not: pip install selenium")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+                     f"--user-data-dir={tmp_path / 'chromium-profile'}", "--lang=zh-CN",
+                     f"--window-size={DESKTOP[0]},{DESKTOP[1]}"):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Chat:
+    """What a person does on the page, and what they see."""
+
+    def __init__(self, driver, url: str):
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.driver, self.url, self.By, self.Keys = driver, url, By, Keys
+        self.wait = WebDriverWait(driver, 15)
+
+    def viewport(self, size: tuple[int, int], mobile: bool) -> None:
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": mobile})
+
+    def open(self) -> None:
+        self.driver.get(self.url + "/chat")
+        self.settled(1)
+
+    def bot_messages(self) -> list:
+        return self.driver.find_elements(self.By.CSS_SELECTOR, "#log .msg.bot")
+
+    def last_bot_text(self) -> str:
+        return self.text_of(self.bot_messages()[-1])
+
+    @staticmethod
+    def text_of(message) -> str:
+        """A bubble's text (textContent: a bubble fading in is not "displayed" yet for .text)."""
+        return message.find_element("css selector", ".text").get_attribute("textContent")
+
+    def settled(self, at_least: int) -> None:
+        """Wait until at least `at_least` bot messages are shown and no request is pending."""
+        self.wait.until(lambda d: len(self.bot_messages()) >= at_least
+                        and d.find_element(self.By.ID, "log").get_attribute("aria-busy") != "true")
+
+    def act(self, do: Callable[[], None]) -> None:
+        before = len(self.bot_messages())
+        do()
+        self.settled(before + 1)
+
+    def choice(self, label: str):
+        xpath = f"//div[@class='choices']//button[normalize-space()='{label}']"
+        return self.wait.until(lambda d: d.find_element(self.By.XPATH, xpath))
+
+    def click(self, label: str) -> None:
+        button = self.choice(label)
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        self.act(button.click)
+
+    def type(self, text: str) -> None:
+        box = self.driver.find_element(self.By.ID, "input")
+        self.act(lambda: box.send_keys(text, self.Keys.ENTER))
+
+    def focused(self):
+        return self.driver.switch_to.active_element
+
+    def screenshot(self, name: str) -> Path:
+        OUTPUT.mkdir(exist_ok=True)
+        path = OUTPUT / name
+        self.driver.save_screenshot(str(path))
+        return path
+
+
+def test_estimate_in_the_browser(browser, web_url):
+    chat = Chat(browser, web_url)
+    By = chat.By
+    chat.viewport(PHONE, mobile=True)
+    chat.open()
+
+    # A new conversation in the browser's language, the first question with its buttons.
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+    log = browser.find_element(By.ID, "log")
+    assert log.get_attribute("role") == "log" and log.get_attribute("aria-live") == "polite"
+    assert chat.choice("上海").is_displayed()
+
+    # Pressing a button: the answer appears as the person's bubble, focus moves to the next choices.
+    chat.click("上海")
+    assert chat.text_of(browser.find_elements(By.CSS_SELECTOR, "#log .msg.me")[-1]) == "上海"
+    assert chat.focused().text == "在职"
+
+    # Keyboard only: Tab to the next choice, Enter.
+    chat.act(lambda: chat.focused().send_keys(chat.Keys.TAB) or chat.focused().send_keys(chat.Keys.ENTER))
+    assert chat.text_of(browser.find_elements(By.CSS_SELECTOR, "#log .msg.me")[-1]) == "退休"
+
+    # Typing works like on every other platform.
+    chat.type("住院")
+    assert "医院" in chat.last_bot_text()
+    chat.screenshot("web-chat-phone-question.png")
+
+    # zh → en: the current question again, in English; the page follows.
+    lang_button = browser.find_element(By.ID, "lang")
+    assert lang_button.get_attribute("aria-label") == "Switch to English"
+    chat.act(lang_button.click)
+    assert chat.last_bot_text() == "At which level of hospital?"
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert browser.find_element(By.ID, "input").get_attribute("placeholder").startswith("Type an answer")
+    chat.click("Level 3 hospital")
+    assert chat.last_bot_text() == "In which year did you retire? (e.g. 2005)"
+
+    # A reload mid-dialogue shows where the conversation is, and it goes on from there.
+    browser.refresh()
+    chat.settled(1)
+    assert [chat.text_of(m) for m in chat.bot_messages()] == [
+        "In which year did you retire? (e.g. 2005)"]
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    chat.type("2005")
+    chat.type("30000")
+    chat.click("Skip")
+    chat.click("No other care this year: skip all")
+    assert "Please check your answers" in chat.bot_messages()[-1].get_attribute("textContent")
+    chat.click("✅ Calculate")
+
+    # The estimate: bold title, the two figures, a drawn share bar, the steps.
+    result = chat.bot_messages()[-1]
+    assert result.find_element(By.CSS_SELECTOR, "strong.title").get_attribute("textContent") == "Estimate"
+    text = chat.text_of(result)
+    assert "You pay: 3,504.00 yuan" in text
+    assert "Insurance pays: 26,496.00 yuan" in text
+    assert "How it was worked out" in text and "\n1. " in text
+    cells = result.find_elements(By.CSS_SELECTOR, ".share i")
+    assert len(cells) == 10 and len(result.find_elements(By.CSS_SELECTOR, ".share i.on")) == 9
+    assert chat.choice("🆕 New estimate").is_displayed()
+
+    # Every control has a name a screen reader can say.
+    for control in browser.find_elements(By.CSS_SELECTOR, "button, input, summary"):
+        name = control.get_attribute("aria-label") or control.text or control.get_attribute("textContent")
+        label = browser.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']")
+        assert (name and name.strip()) or label, control.get_attribute("outerHTML")
+
+    phone = chat.screenshot("web-chat-phone.png")
+    chat.viewport(DESKTOP, mobile=False)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", result)
+    desktop = chat.screenshot("web-chat-desktop.png")
+    assert phone.stat().st_size > 10_000 and desktop.stat().st_size > 10_000
+
+    # Nothing was blocked by the Content-Security-Policy, nothing failed.
+    problems = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert problems == []
+
+
+def test_menu_by_keyboard_and_forget(browser, web_url):
+    chat = Chat(browser, web_url)
+    By = chat.By
+    chat.open()
+    summary = browser.find_element(By.CSS_SELECTOR, "#menu summary")
+    summary.send_keys(chat.Keys.ENTER)
+    forget = browser.find_element(By.ID, "m-forget")
+    assert forget.is_displayed()
+    chat.act(lambda: forget.send_keys(chat.Keys.ENTER))
+    assert not browser.find_element(By.ID, "menu").get_attribute("open")
+    chat.click("确认删除")
+    assert "删除" in chat.last_bot_text()
+    # The next visit starts a new conversation from the first question.
+    browser.refresh()
+    chat.settled(2)
+    assert chat.choice("上海").is_displayed()
