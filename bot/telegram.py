@@ -18,7 +18,7 @@ import html
 import logging
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +31,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import MessageLimit, ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 COMMANDS = ("start", "estimate", "back", "cancel", "help", "language", "regions", "policy", "forget")
+MENU = COMMANDS[:1] + COMMANDS[2:] + ("subscribe", "unsubscribe", "subscriptions")  # shown in the command menu
 MAX_INPUT = 1000  # characters passed to the dialogue; longer texts are cut here
 ALLOWED_UPDATES = ["message", "callback_query"]
 LOCK_MS = 30_000
@@ -73,7 +74,7 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
     def __init__(self, runtime: Runtime, max_concurrent_updates: int = 256):
         super().__init__(max_concurrent_updates)
         self.runtime = runtime
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}  # chat → its lock, holders + waiters
         self._unlock = runtime.redis.register_script(_UNLOCK_LUA)
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
@@ -81,13 +82,17 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
         if chat is None:
             await coroutine
             return
-        lock = self._locks.setdefault(chat, asyncio.Lock())
+        lock, users = self._locks.get(chat, (asyncio.Lock(), 0))
+        self._locks[chat] = (lock, users + 1)
         try:
             async with lock:
                 await self._across_processes(chat, coroutine)
         finally:
-            if not lock.locked() and self._locks.get(chat) is lock:
+            lock, users = self._locks[chat]
+            if users == 1:  # nobody else holds or waits for this chat's lock
                 del self._locks[chat]
+            else:
+                self._locks[chat] = (lock, users - 1)
 
     async def _across_processes(self, chat: int, coroutine: Awaitable[Any]) -> None:
         key = f"yibao:{{tg-lock:{chat}}}"
@@ -173,7 +178,18 @@ class TelegramBridge:
         await self.run(update, Incoming(choice=(query.data or "")[:64]))
 
     async def run(self, update: Update, incoming: Incoming) -> None:
-        """One update: throttle, the dialogue turn, the replies; errors end in an apology."""
+        """One update for the dialogue: the turn and its replies."""
+
+        async def turn() -> None:
+            result = await self.runtime.dialogue.handle(self.key(update), incoming)
+            if result.kind == "estimate":
+                self.metrics.inc("yibao_estimates_total")
+            await self.deliver(update, result)
+
+        await self.guarded(update, turn)
+
+    async def guarded(self, update: Update, work: Callable[[], Awaitable[None]]) -> None:
+        """What every handler shares: the flood limit, metrics, log context, and an apology on errors."""
         started = time.perf_counter()
         token = update_context(str(update.update_id))
         key = self.key(update)
@@ -183,10 +199,7 @@ class TelegramBridge:
             if verdict is not Verdict.ALLOW:
                 await self._throttled(update, verdict)
                 return
-            turn = await self.runtime.dialogue.handle(key, incoming)
-            if turn.kind == "estimate":
-                self.metrics.inc("yibao_estimates_total")
-            await self.deliver(update, turn)
+            await work()
         except Exception:
             self.metrics.inc("yibao_errors_total")
             log.exception("update failed", extra={"chat": hash_id(key.chat), "event": "error"})
@@ -213,9 +226,20 @@ class TelegramBridge:
                                    reply_markup=_keyboard(reply) if last else None,
                                    link_preview_options=LinkPreviewOptions(is_disabled=True))
 
+    @staticmethod
+    async def _answer(query) -> None:
+        """Answer a button press, best effort: Telegram refuses a press answered too late (updates
+        waiting through a restart) or twice (the apology after a failed turn); that must not cost the
+        person their reply."""
+        try:
+            await query.answer()
+        except TelegramError as bad:
+            log.debug("could not answer the button press: %s", type(bad).__name__)
+
     async def _settle_button(self, query, turn: Turn) -> None:
-        """Answer the press; mark the question with the choice and retire its keyboard."""
-        await query.answer()
+        """Answer the press; mark the question with the choice and retire its keyboard (cosmetic: a
+        refused edit is logged, and the replies still go out)."""
+        await self._answer(query)
         message = query.message
         if message is None or not turn.replies or not getattr(message, "text", None):
             return
@@ -225,13 +249,13 @@ class TelegramBridge:
                 await query.edit_message_text(text[: MessageLimit.MAX_TEXT_LENGTH], parse_mode=ParseMode.HTML)
             elif message.reply_markup:
                 await query.edit_message_reply_markup(None)
-        except BadRequest as bad:  # "message is not modified", a message too old to edit
+        except TelegramError as bad:  # "message is not modified", a message too old to edit, a 502
             log.debug("could not edit the answered message: %s", bad.message)
 
     async def _throttled(self, update: Update, verdict: Verdict) -> None:
         self.metrics.inc("yibao_throttled_total")
         if update.callback_query:
-            await update.callback_query.answer()
+            await self._answer(update.callback_query)
         if verdict is Verdict.NOTICE:
             lang = await self._language(update)
             await self.bot.send_message(update.effective_chat.id, t(lang, "errors.throttled"))
@@ -240,7 +264,7 @@ class TelegramBridge:
         try:
             lang = await self._language(update)
             if update.callback_query:
-                await update.callback_query.answer()
+                await self._answer(update.callback_query)
             await self.bot.send_message(update.effective_chat.id, t(lang, "errors.apology"))
         except Exception:  # the apology itself failed (Telegram down): the log already has the error
             log.warning("could not send the apology", extra={"event": "error"})
@@ -288,7 +312,7 @@ def build_application(runtime: Runtime, metrics: Metrics, *, polling: bool) -> t
 async def register_commands(application: Application) -> None:
     """The command menu, in Chinese (the default) and English."""
     for lang in LANGUAGES:
-        commands = [BotCommand(name, raw(lang, f"menu.{name}")) for name in COMMANDS if name != "estimate"]
+        commands = [BotCommand(name, raw(lang, f"menu.{name}")) for name in MENU]
         code = None if lang == DEFAULT_LANGUAGE else lang
         await application.bot.set_my_commands(commands, language_code=code)
 

@@ -1,0 +1,588 @@
+"""The Telegram bot end to end, in process: `run_serve(settings)` — exactly what `yibao serve` runs —
+as an asyncio task, with the real python-telegram-bot stack talking HTTP to the fake Bot API server
+(tests/fake_telegram.py) and a real redis-server. Nothing reaches the internet; nothing in PTB is patched.
+
+Each bot is stopped the way an operator stops it: SIGTERM to this process, caught by the handler
+`run_serve` installs (`bot.serving.stop_event_on_signals`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from redis_server import RedisTestServer
+
+from bot.config import Settings
+from bot.serve import run_serve
+from bot.telegram import COMMANDS, html_chunks
+from conversations.replies import Reply
+from conversations.texts import t
+from tests import fake_telegram as ft
+
+TOKEN = ft.DEFAULT_TOKEN
+SECRET = "test-webhook-secret_0123456789"
+STALE = t("zh", "hints.stale")
+THROTTLED = t("zh", "errors.throttled")
+APOLOGY = t("zh", "errors.apology")
+
+# -- harness --------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(fake: ft.FakeTelegram, redis_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_BASE_URL": fake.base_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "REDIS_URL": redis_url,
+        # conversations here are scripted and fast: keep the flood limit out of their way
+        "THROTTLE_RATE": "1000",
+        "THROTTLE_BURST": "1000",
+        "LOG_LEVEL": "info",
+    }
+    env.update(extra)
+    return env
+
+
+def webhook_env(env: dict[str, str], secret: str | None = SECRET) -> dict[str, str]:
+    env = dict(env, WEBHOOK_URL=f"http://127.0.0.1:{env['PORT']}/telegram")
+    if secret:
+        env["WEBHOOK_SECRET"] = secret
+    return env
+
+
+@dataclass
+class Served:
+    settings: Settings
+    task: asyncio.Task[int]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def polling(self) -> bool:
+        return not self.settings.webhook_url
+
+
+def _our_sigterm_handler_installed() -> bool:
+    # asyncio's loop.add_signal_handler replaces the default disposition with its own no-op handler
+    return signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+
+
+async def stop_serving(served: Served, timeout: float = 15.0) -> int:
+    if not served.task.done():
+        assert _our_sigterm_handler_installed(), "run_serve is running but did not install its SIGTERM handler"
+        os.kill(os.getpid(), signal.SIGTERM)
+    return await asyncio.wait_for(served.task, timeout)
+
+
+@contextlib.asynccontextmanager
+async def serving(fake: ft.FakeTelegram, env: dict[str, str], timeout: float = 15.0) -> AsyncIterator[Served]:
+    """`run_serve` running until the block ends; ready when the Bot API is set up and HTTP answers."""
+    settings = Settings.from_env(env)
+    mark = fake.mark()
+    served = Served(settings, asyncio.create_task(run_serve(settings)))
+    try:
+        # polling: the first long poll is under way; webhook: the webhook is registered
+        ready = "getUpdates" if served.polling else "setWebhook"
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not any(c.method == ready and (served.polling or c.ok) for c in fake.calls[mark:]):
+            if served.task.done():
+                raise AssertionError(f"run_serve ended during start: {served.task.result()!r}")
+            assert asyncio.get_running_loop().time() < deadline, "run_serve did not start in time"
+            await asyncio.sleep(0.01)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{served.url}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.02)
+        yield served
+    finally:
+        if served.task.done() or _our_sigterm_handler_installed():
+            code = await stop_serving(served)
+            assert code == 0
+        else:  # failed before installing its handler: nothing else can stop it
+            served.task.cancel()
+            with contextlib.suppress(BaseException):
+                await served.task
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """`run_serve` configures logging for the process (handlers, levels): put it back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    named = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "telegram", "aiohttp.access")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, lvl in named.items():
+        logging.getLogger(name).setLevel(lvl)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[ft.FakeTelegram]:
+    async with ft.FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+def env(fake: ft.FakeTelegram, redis_url: str, redis) -> dict[str, str]:  # `redis`: an emptied database
+    return base_env(fake, redis_url)
+
+
+@pytest.fixture(params=["polling", "webhook"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def bot(fake: ft.FakeTelegram, env: dict[str, str], mode: str) -> AsyncIterator[Served]:
+    async with serving(fake, webhook_env(env) if mode == "webhook" else env) as served:
+        yield served
+
+
+class Chat:
+    """One person in a private chat with the bot; every action waits for the bot's replies."""
+
+    def __init__(self, fake: ft.FakeTelegram, chat_id: int, first_name: str = "Ann", timeout: float = 5.0):
+        self.fake = fake
+        self.id = chat_id
+        self.first_name = first_name
+        self.timeout = timeout
+
+    async def _replies(self, action, replies: int) -> list[str]:
+        mark = self.fake.mark()
+        status = await action()
+        assert status in (None, 200), status
+        calls = await self.fake.wait_for(
+            lambda c: c.method == "sendMessage" and c.ok, replies, self.timeout, chat_id=self.id, since=mark
+        )
+        return [ft.render_text(c.params["text"], c.params.get("parse_mode")) for c in calls]
+
+    async def say(self, text: str, replies: int = 1) -> list[str]:
+        return await self._replies(lambda: self.fake.send_text(self.id, self.id, text, self.first_name), replies)
+
+    async def press(self, label: str, replies: int = 1) -> list[str]:
+        return await self._replies(lambda: self.fake.click(self.id, self.id, label), replies)
+
+    async def press_data(self, message_id: int, data: str, replies: int = 1) -> list[str]:
+        return await self._replies(
+            lambda: self.fake.press_button(self.id, self.id, message_id, data, check=False), replies
+        )
+
+    def last(self) -> dict[str, Any]:
+        return self.fake.last_bot_message(self.id)
+
+
+async def full_estimate_by_buttons(chat: Chat) -> str:
+    """Shanghai, retired, inpatient, 三级, retired in 2005, 30,000 in total, skip, skip, calculate."""
+    welcome, question = await chat.say("/start", replies=2)
+    assert "医保" in welcome and question == t("zh", "prompts.region")
+    assert (await chat.press("上海")) == [t("zh", "prompts.member")]
+    assert (await chat.press("退休")) == [t("zh", "prompts.visit")]
+    assert (await chat.press("住院")) == [t("zh", "prompts.level")]
+    assert (await chat.press("三级医院")) == [t("zh", "prompts.retired_year")]
+    assert (await chat.say("2005")) == [t("zh", "prompts.total")]
+    assert (await chat.say("30000")) == [t("zh", "prompts.self_pay")]
+    await chat.press("跳过")
+    [summary] = await chat.press("跳过")
+    assert t("zh", "summary.title") in summary and "30,000.00" in summary
+    [result] = await chat.press("✅ 开始计算")
+    return result
+
+
+def assert_shanghai_result(result: str) -> None:
+    assert t("zh", "result.title") in result
+    assert "医保支付：26,496.00 元" in result
+    assert "个人支付：3,504.00 元" in result
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return resp.status, await resp.text()
+
+
+async def post_update(url: str, update: dict[str, Any] | bytes, secret: str | None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    data = update if isinstance(update, bytes) else json.dumps(update).encode()
+    async with aiohttp.ClientSession() as http, http.post(url, data=data, headers=headers) as resp:
+        return resp.status
+
+
+def text_update(update_id: int, chat_id: int, text: str, message_id: int = 1) -> dict[str, Any]:
+    user = {"id": chat_id, "is_bot": False, "first_name": "Ann"}
+    message = {"message_id": message_id, "from": user, "chat": {"id": chat_id, "type": "private", "first_name": "Ann"},
+               "date": 1_700_000_000, "text": text}
+    if text.startswith("/"):
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return {"update_id": update_id, "message": message}
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert match, f"{name} not in /metrics"
+    return float(match.group(1))
+
+
+# -- conversations ----------------------------------------------------------------------------------
+
+
+async def test_full_estimate_by_buttons(fake: ft.FakeTelegram, bot: Served) -> None:
+    chat = Chat(fake, 5001)
+    assert_shanghai_result(await full_estimate_by_buttons(chat))
+    # every press was answered, and every answered question shows its answer
+    presses = [u["callback_query"]["id"] for u in fake.injected if "callback_query" in u]
+    assert len(presses) == 7
+    assert len(fake.calls_of("answerCallbackQuery")) == 7
+    assert all(fake.callback_answer(q) is not None for q in presses)
+    edits = [c.params["text"] for c in fake.calls_of("editMessageText", chat_id=chat.id) if c.ok]
+    assert any(e.endswith("→ <b>上海</b>") for e in edits), edits
+    region_question = next(m for m in fake.bot_messages(chat.id) if m["text"].startswith(t("zh", "prompts.region")))
+    assert region_question["text"].endswith("→ 上海") and "reply_markup" not in region_question
+    assert all(e.endswith(f"→ <b>{a}</b>") for e, a in zip(edits, ["上海", "退休", "住院", "三级医院"], strict=False))
+    # the result message offers what comes next
+    buttons = [b["text"] for row in chat.last()["reply_markup"]["inline_keyboard"] for b in row]
+    assert t("zh", "buttons.new") in buttons
+    if not bot.polling:
+        assert fake.webhook()["secret_token"] == SECRET
+        assert fake.webhook_deliveries and all(d.status == 200 for d in fake.webhook_deliveries)
+        assert all(d.secret_token == SECRET for d in fake.webhook_deliveries)
+    else:
+        assert not fake.webhook_deliveries
+
+
+async def test_full_estimate_by_typed_text(fake: ft.FakeTelegram, bot: Served) -> None:
+    chat = Chat(fake, 5002)
+    await chat.say("/start", replies=2)
+    assert (await chat.say("上海")) == [t("zh", "prompts.member")]
+    assert (await chat.say("退休")) == [t("zh", "prompts.visit")]
+    assert (await chat.say("住院")) == [t("zh", "prompts.level")]
+    assert (await chat.say("三级")) == [t("zh", "prompts.retired_year")]
+    assert (await chat.say("2005")) == [t("zh", "prompts.total")]
+    assert (await chat.say("3万")) == [t("zh", "prompts.self_pay")]
+    await chat.say("跳过")
+    [summary] = await chat.say("跳过")
+    assert t("zh", "summary.title") in summary
+    [result] = await chat.say("计算")
+    assert_shanghai_result(result)
+    assert not fake.calls_of("answerCallbackQuery")
+    assert all(c.ok for c in fake.calls if c.method != "getUpdates")
+
+
+async def test_stale_button_gets_hint_and_current_question(fake: ft.FakeTelegram, bot: Served) -> None:
+    chat = Chat(fake, 5003)
+    await chat.say("/start", replies=2)
+    region_question = chat.last()["message_id"]
+    await chat.press("上海")
+    await chat.press("退休")
+    # the region keyboard was retired; a client that still shows it presses 北京 anyway
+    hint, question = await chat.press_data(region_question, "1|beijing", replies=2)
+    assert hint == STALE and question == t("zh", "prompts.visit")
+    # …and an old "back" of the member question: stale too, nothing undone
+    member_question = next(m for m in fake.bot_messages(chat.id) if m["text"].startswith(t("zh", "prompts.member")))
+    hint, question = await chat.press_data(member_question["message_id"], "2|~back", replies=2)
+    assert hint == STALE and question == t("zh", "prompts.visit")
+    assert all(c.ok for c in fake.calls_of("answerCallbackQuery"))
+    assert len(fake.calls_of("answerCallbackQuery")) == 4
+    _, metrics = await get(f"{bot.url}/metrics")
+    assert metric(metrics, "yibao_errors_total") == 0
+    # the conversation goes on where it was
+    assert (await chat.press("住院")) == [t("zh", "prompts.level")]
+
+
+async def test_commands_menu_in_chinese_and_english(fake: ft.FakeTelegram, bot: Served) -> None:
+    zh = fake.commands(language_code="")
+    en = fake.commands(language_code="en")
+    assert zh and en
+    expected = [c for c in COMMANDS if c != "estimate"] + ["subscribe", "unsubscribe", "subscriptions"]
+    assert [c["command"] for c in zh] == expected == [c["command"] for c in en]
+    assert {c["command"]: c["description"] for c in zh}["help"] == t("zh", "menu.help")
+    assert {c["command"]: c["description"] for c in en}["help"] == t("en", "menu.help")
+    menus = {c.params.get("language_code") for c in fake.calls_of("setMyCommands") if not c.params.get("scope")}
+    assert menus == {None, "en"}
+
+
+@pytest.mark.parametrize("mode", ["polling"])
+async def test_forget_deletes_the_users_keys(fake: ft.FakeTelegram, bot: Served, redis) -> None:
+    chat = Chat(fake, 5004)
+    other = Chat(fake, 5005)
+    await chat.say("/start", replies=2)
+    await chat.press("上海")
+    await other.say("/start", replies=2)
+    mine = [k async for k in redis.scan_iter(match=f"yibao:{{telegram:{chat.id}}}*")]
+    assert len(mine) == 2  # the session and the index of the user's keys
+    [confirm] = await chat.say("/forget")
+    assert confirm == t("zh", "commands.forget_confirm")
+    assert (await chat.press(t("zh", "buttons.forget_yes"))) == [t("zh", "commands.forgotten")]
+    assert [k async for k in redis.scan_iter(match=f"yibao:{{telegram:{chat.id}}}*")] == []
+    assert [k async for k in redis.scan_iter(match=f"*{chat.id}*") if b"throttle" not in k] == []
+    assert [k async for k in redis.scan_iter(match=f"yibao:{{telegram:{other.id}}}*")]  # others kept
+    # a fresh start afterwards
+    assert (await chat.say("/start", replies=2))[1] == t("zh", "prompts.region")
+
+
+@pytest.mark.parametrize("mode", ["polling"])
+async def test_forget_can_be_declined(fake: ft.FakeTelegram, bot: Served, redis) -> None:
+    chat = Chat(fake, 5006)
+    await chat.say("/start", replies=2)
+    await chat.press("上海")
+    await chat.say("/forget")
+    kept, question = await chat.press(t("zh", "buttons.forget_no"), replies=2)
+    assert kept == t("zh", "commands.forget_kept") and question == t("zh", "prompts.member")
+    assert [k async for k in redis.scan_iter(match=f"yibao:{{telegram:{chat.id}}}*")]
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+
+async def test_long_policy_is_split_below_the_limit(fake: ft.FakeTelegram, bot: Served) -> None:
+    chat = Chat(fake, 5007)
+    assert (await chat.say("/language en")) == [t("en", "commands.language")]
+    mark = fake.mark()
+    await fake.send_text(chat.id, chat.id, "/policy 深圳")
+    calls = await fake.wait_for("sendMessage", 2, chat_id=chat.id, since=mark)
+    await asyncio.sleep(0.2)  # nothing else follows
+    calls = [c for c in fake.calls[mark:] if c.method == "sendMessage"]
+    assert len(calls) == 2 and all(c.ok for c in calls)
+    assert all(len(c.params["text"]) <= 4096 for c in calls)
+    shown = [ft.render_text(c.params["text"], "HTML") for c in calls]
+    assert "Shenzhen" in shown[0]
+    assert sum(len(s) for s in shown) > 4096
+
+
+async def test_html_is_escaped(fake: ft.FakeTelegram, bot: Served) -> None:
+    chat = Chat(fake, 5008)
+    [reply] = await chat.say("/policy <b>&amp; <i>x")
+    assert "「<b>&amp; <i>x」" in reply  # shown literally, not as markup
+    sent = fake.calls_of("sendMessage", chat_id=chat.id)[-1]
+    assert sent.ok and sent.params["parse_mode"] == "HTML"
+    assert "&lt;b&gt;&amp;amp; &lt;i&gt;x" in sent.params["text"]
+
+
+def test_html_chunks_split_at_line_ends_and_keep_entities_whole() -> None:
+    line = "• <住院> & 门诊 \"自付\" 'x' " * 8  # ~200 characters, ~300 escaped
+    reply = Reply("\n".join(f"{i}: {line}" for i in range(60)), title="<标题> & more")
+    chunks = html_chunks(reply)
+    assert len(chunks) > 2
+    assert all(len(c) <= 4096 for c in chunks)
+    rendered = [ft.render_text(c, "HTML") for c in chunks]  # each chunk is valid HTML by itself
+    assert rendered[0].startswith("<标题> & more\n\n0: ")
+    assert "\n".join(rendered) == f"<标题> & more\n\n{reply.text}"
+    assert all(r.split("\n")[-1].endswith(line) for r in rendered)  # cut at line ends only
+
+
+def test_html_chunks_cut_an_enormous_line_between_entities() -> None:
+    text = ("a&" * 3000) + "<>" * 10
+    chunks = html_chunks(Reply(text), limit=1000)
+    assert all(len(c) <= 1000 for c in chunks)
+    assert "".join(ft.render_text(c, "HTML") for c in chunks) == text
+    assert html_chunks(Reply("")) == ["…"]
+    assert html_chunks(Reply("short", title="T")) == ["<b>T</b>\n\nshort"]
+
+
+# -- the webhook ------------------------------------------------------------------------------------
+
+
+async def test_webhook_secret_is_checked(fake: ft.FakeTelegram, env: dict[str, str]) -> None:
+    async with serving(fake, webhook_env(env)) as served:
+        hook = f"{served.url}/telegram"
+        assert fake.webhook()["url"] == hook
+        assert fake.webhook()["secret_token"] == SECRET
+        assert set(fake.webhook()["allowed_updates"]) == {"message", "callback_query"}
+        assert await post_update(hook, text_update(900_001, 5010, "/help"), None) == 403
+        assert await post_update(hook, text_update(900_002, 5010, "/help"), "wrong") == 403
+        assert await post_update(hook, text_update(900_003, 5010, "/help"), SECRET[:-1]) == 403
+        assert not fake.calls_of("sendMessage")
+        assert await post_update(hook, b"{not json", SECRET) == 400
+        assert await post_update(hook, text_update(900_004, 5010, "/help"), SECRET) == 200
+        # handled before the answer: the reply is already out
+        [help_text] = [c.params["text"] for c in fake.calls_of("sendMessage", chat_id=5010)]
+        assert "/forget" in help_text
+        status, _ = await get(f"{served.url}/telegram")
+        assert status == 405
+
+
+async def test_webhook_secret_derived_from_token_when_unset(fake: ft.FakeTelegram, env: dict[str, str]) -> None:
+    async with serving(fake, webhook_env(env, secret=None)) as served:
+        derived = hashlib.sha256(b"yibao-webhook:" + TOKEN.encode()).hexdigest()[:64]
+        assert served.settings.secret_token() == derived
+        assert fake.webhook()["secret_token"] == derived
+        hook = f"{served.url}/telegram"
+        assert await post_update(hook, text_update(900_011, 5011, "/help"), None) == 403
+        assert await post_update(hook, text_update(900_012, 5011, "/help"), TOKEN) == 403
+        assert await post_update(hook, text_update(900_013, 5011, "/help"), derived) == 200
+        # and the fake, which got the secret through setWebhook, is let in
+        assert await fake.send_text(5012, 5012, "/help") == 200
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_a_failed_send_ends_in_an_apology_and_the_chat_goes_on(
+    fake: ft.FakeTelegram, env: dict[str, str], mode: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "Zhang-Sanfeng-Secretname"
+    env = dict(env, LOG_LEVEL="debug", LOG_FORMAT="json")
+    async with serving(fake, webhook_env(env) if mode == "webhook" else env) as served:
+        chat = Chat(fake, 731_845_296, first_name=name)
+        await chat.say("/start", replies=2)
+        for label in ("上海", "退休", "住院", "三级医院"):
+            await chat.press(label)
+        fake.fail_next("sendMessage", chat_id=chat.id)  # the next question is lost: 502 Bad Gateway
+        assert (await chat.say("2005")) == [APOLOGY]
+        assert fake.calls_of("sendMessage", chat_id=chat.id)[-2].status == 502
+        # the answer was kept; the person answers the question they did not see and goes on
+        assert (await chat.say("30000")) == [t("zh", "prompts.self_pay")]
+        await chat.press("跳过")
+        await chat.press("跳过")
+        [result] = await chat.press("✅ 开始计算")
+        assert_shanghai_result(result)
+        _, metrics = await get(f"{served.url}/metrics")
+        assert metric(metrics, "yibao_errors_total") == 1
+        assert metric(metrics, "yibao_estimates_total") == 1
+    logs = capsys.readouterr().err
+    assert "update failed" in logs and "NetworkError" in logs  # the error is there…
+    for private in ("30000", "30,000", "26,496", "26496", "3,504", name, "Zhang", "上海", "住院", str(chat.id), TOKEN,
+                    TOKEN.split(":")[1]):
+        assert private not in logs, private  # …but nothing the person wrote or was told, nor who they are
+
+
+async def test_telegram_down_for_the_apology_too(fake: ft.FakeTelegram, env: dict[str, str]) -> None:
+    async with serving(fake, env) as served:
+        chat = Chat(fake, 5021)
+        await chat.say("/start", replies=2)
+        fake.fail_next("sendMessage", chat_id=chat.id, times=2)  # the reply and the apology
+        mark = fake.mark()
+        await fake.send_text(chat.id, chat.id, "上海")
+        await fake.wait_for(lambda c: c.method == "sendMessage" and c.status == 502, 2, chat_id=chat.id, since=mark)
+        assert (await chat.say("/help", replies=2))[1] == t("zh", "prompts.member")
+        _, metrics = await get(f"{served.url}/metrics")
+        assert metric(metrics, "yibao_errors_total") == 1
+
+
+# -- flooding ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_a_flood_is_throttled_for_that_user_only(fake: ft.FakeTelegram, env: dict[str, str], mode: str) -> None:
+    # five at once, then one a minute: nothing refills during the test
+    env = dict(env, THROTTLE_RATE="0.0167", THROTTLE_BURST="5")
+    async with serving(fake, webhook_env(env) if mode == "webhook" else env) as served:
+        flooder, calm = Chat(fake, 5030), Chat(fake, 5031)
+
+        async def flood() -> None:
+            await asyncio.gather(*(fake.send_text(flooder.id, flooder.id, f"你好 {i}") for i in range(30)))
+
+        async def converse() -> None:
+            await asyncio.sleep(0.01)
+            await calm.say("/start", replies=2)
+            assert (await calm.press("上海")) == [t("zh", "prompts.member")]
+            assert (await calm.say("在职")) == [t("zh", "prompts.visit")]
+
+        await asyncio.gather(flood(), converse())
+        async with aiohttp.ClientSession() as http:
+            for _ in range(250):
+                async with http.get(f"{served.url}/metrics") as resp:
+                    metrics = await resp.text()
+                if metric(metrics, "yibao_updates_total") >= 33:
+                    break
+                await asyncio.sleep(0.02)
+        assert metric(metrics, "yibao_updates_total") == 33
+        assert metric(metrics, "yibao_throttled_total") == 25
+        await asyncio.sleep(0.1)
+        texts = fake.sent_texts(flooder.id)
+        assert texts.count(THROTTLED) == 1
+        assert len(texts) == 5 * 2 + 1  # five answered (a hint and the question each), one notice
+        assert THROTTLED not in fake.sent_texts(calm.id)
+        assert all(c.ok for c in fake.calls_of("sendMessage"))
+
+
+# -- health, readiness, metrics ----------------------------------------------------------------------
+
+
+async def test_health_readiness_and_metrics(fake: ft.FakeTelegram, tmp_path, mode: str) -> None:
+    server = RedisTestServer(tmp_path / "redis").start()
+    try:
+        env = base_env(fake, server.url)
+        async with serving(fake, webhook_env(env) if mode == "webhook" else env) as served:
+            assert await get(f"{served.url}/healthz") == (200, '{"status": "ok"}')
+            status, body = await get(f"{served.url}/readyz")
+            assert status == 200 and json.loads(body) == {"status": "ready", "policies": True, "redis": True}
+            _, before = await get(f"{served.url}/metrics")
+            assert metric(before, "yibao_updates_total") == 0
+
+            chat = Chat(fake, 777_123_456, first_name="Metric-Person")
+            assert_shanghai_result(await full_estimate_by_buttons(chat))
+            _, after = await get(f"{served.url}/metrics")
+            assert metric(after, "yibao_updates_total") == 10
+            assert metric(after, "yibao_estimates_total") == 1
+            assert metric(after, "yibao_errors_total") == 0
+            assert metric(after, "yibao_update_seconds_count") == 10
+            assert metric(after, 'yibao_update_seconds_bucket{le="+Inf"}') == 10
+            for private in (str(chat.id), "Metric-Person", "30000", "上海", "26,496", TOKEN.split(":")[0]):
+                assert private not in after
+
+            server.stop()  # Redis goes away: not ready, still alive
+            status, body = await get(f"{served.url}/readyz")
+            assert status == 503 and json.loads(body)["redis"] is False
+            assert (await get(f"{served.url}/healthz"))[0] == 200
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", ["polling"])
+@pytest.mark.parametrize(
+    ("method", "error"),
+    [
+        ("answerCallbackQuery", ft.BadRequest("query is too old and response timeout expired or query ID is invalid")),
+        ("answerCallbackQuery", ft.ServerError()),
+        ("editMessageText", ft.ServerError()),
+    ],
+)
+async def test_a_failed_answer_or_edit_does_not_lose_the_next_question(
+    fake: ft.FakeTelegram, bot: Served, method: str, error: ft.ApiError
+) -> None:
+    """Answering the press and marking the question are cosmetic: when Telegram refuses them (a press
+    answered too late, after a restart; a 502), the person still gets the next question."""
+    chat = Chat(fake, 5040)
+    await chat.say("/start", replies=2)
+    fake.fail_next(method, error=error)
+    assert (await chat.press("上海")) == [t("zh", "prompts.member")]
+    assert (await chat.press("退休")) == [t("zh", "prompts.visit")]
+
+
+@pytest.mark.parametrize("mode", ["polling"])
+async def test_a_failed_reply_to_a_press_ends_in_an_apology(fake: ft.FakeTelegram, bot: Served) -> None:
+    """The press was answered before the reply failed; answering it again for the apology is refused by
+    Telegram, and the apology must go out all the same."""
+    chat = Chat(fake, 5041)
+    await chat.say("/start", replies=2)
+    fake.fail_next("sendMessage", chat_id=chat.id)
+    assert (await chat.press("上海")) == [APOLOGY]
+    assert (await chat.say("退休")) == [t("zh", "prompts.visit")]
