@@ -2,7 +2,8 @@
 
 Chat and user ids are logged only as `hash_id(...)`, a salted hash that lets an operator follow one
 conversation through the logs without learning who it was. Every record may carry `update` (an id of
-the update being handled), set by `update_context`.
+the update being handled), set by `update_context`. Exceptions are logged as their types and stack
+only: an exception's message may quote what a person sent, a name or a chat id, so it is left out.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 
 _update_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("update_id", default=None)
 _salt = b"yibao"
@@ -37,6 +39,22 @@ def reset_update_context(token: contextvars.Token) -> None:
     _update_id.reset(token)
 
 
+def format_exception(exc_info) -> str:
+    """The stack and the types of an exception and its causes, without their messages."""
+    chain = []
+    exc = exc_info[1]
+    while exc is not None and all(exc is not seen for seen in chain):
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    parts = [
+        "Traceback (most recent call last):\n"
+        + "".join(traceback.format_tb(exc.__traceback__))
+        + f"{type(exc).__module__}.{type(exc).__qualname__} (message not logged)"
+        for exc in reversed(chain)
+    ]
+    return "\n\nwhich led to\n\n".join(parts)
+
+
 class _UpdateFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.update = _update_id.get()
@@ -59,11 +77,14 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, name):
                 data[name] = getattr(record, name)
         if record.exc_info:
-            data["error"] = self.formatException(record.exc_info)
+            data["error"] = format_exception(record.exc_info)
         return json.dumps(data, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
+    def formatException(self, ei) -> str:
+        return format_exception(ei)
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         update = getattr(record, "update", None)
