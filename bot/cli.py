@@ -110,6 +110,21 @@ def cmd_rules_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_diff(args: argparse.Namespace) -> int:
+    from rules.diff import diff_policies, draft_notices, format_changes
+
+    changes = diff_policies(load_policies(args.old_dir), load_policies(args.new_dir))  # PolicyErrors: main()
+    if args.json:
+        print(json.dumps([c.as_json() for c in changes], ensure_ascii=False, indent=2))
+    elif not changes:
+        print("no changes")
+    elif args.notices:
+        print("\n\n".join(draft_notices(changes, args.lang).values()))
+    else:
+        print(format_changes(changes, args.lang))
+    return 0
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(policy_dir=getattr(args, "policy_dir", None))
 
@@ -199,6 +214,14 @@ def _rules_parser(sub) -> None:
     show.add_argument("--lang", choices=("zh", "en"), default="zh")
     _add_policy_dir(show)
     show.set_defaults(func=cmd_rules_show)
+    diff = rsub.add_parser("diff", help="what changed between two policy folders")
+    diff.add_argument("old_dir", metavar="OLD_DIR")
+    diff.add_argument("new_dir", metavar="NEW_DIR")
+    diff.add_argument("--lang", choices=("zh", "en"), default="zh")
+    diff_format = diff.add_mutually_exclusive_group()
+    diff_format.add_argument("--json", action="store_true", help="a JSON list of changes (values as text)")
+    diff_format.add_argument("--notices", action="store_true", help="the drafted notice of each region")
+    diff.set_defaults(func=cmd_rules_diff)
 
 
 def _runtime_parsers(sub) -> None:

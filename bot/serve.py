@@ -7,18 +7,25 @@ server; on SIGTERM/SIGINT the reverse: stop taking updates, finish those in hand
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 
 from telegram.error import InvalidToken, NetworkError, TelegramError
 
 from bot import logs
+from bot.admin_api import add_admin_api
+from bot.broadcasts import BroadcastRunner, BroadcastStore, RateLimiter
 from bot.config import Settings
 from bot.metrics import Metrics
+from bot.notices import NoticeService
 from bot.runtime import StartError, open_runtime
 from bot.server import build_app
 from bot.serving import run_site, stop_event_on_signals
+from bot.subscriptions import Subscriptions
 from bot.telegram import ALLOWED_UPDATES, add_webhook_route, build_application, register_commands
+from bot.telegram_notices import NoticeCommands, telegram_sender
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +42,13 @@ async def run_serve(settings: Settings) -> int:
     polling = not settings.webhook_url
     async with open_runtime(settings) as runtime:
         metrics = Metrics()
-        application, _bridge = build_application(runtime, metrics, polling=polling)
+        application, bridge = build_application(runtime, metrics, polling=polling)
         app = build_app(runtime, metrics)
         if not polling:
             add_webhook_route(app, application, settings)
+        notices, commands, runner = _notices(runtime, bridge, application, settings)
+        if settings.admin_token:
+            add_admin_api(app, notices, settings.admin_token.value)
         if settings.web_chat:
             from bot.web import add_web_chat
 
@@ -49,7 +59,15 @@ async def run_serve(settings: Settings) -> int:
             raise StartError("Telegram refused the token (TELEGRAM_BOT_TOKEN): check it with @BotFather") from None
         except NetworkError as bad:
             raise StartError(f"cannot reach the Bot API: {bad}") from None
-        stop = stop_event_on_signals()
+        reloads: set[asyncio.Task] = set()
+
+        def reload() -> None:  # SIGHUP
+            task = asyncio.create_task(commands.reload_from_signal())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        stop = stop_event_on_signals({signal.SIGHUP: reload})
+        broadcasting: asyncio.Task | None = None
         try:
             await register_commands(application)
             await application.start()
@@ -61,7 +79,10 @@ async def run_serve(settings: Settings) -> int:
                                                   allowed_updates=ALLOWED_UPDATES)
                 log.info("webhook registered")
 
+            broadcasting = asyncio.create_task(runner.run(), name="broadcasts")
+
             async def stop_updates() -> None:
+                runner.stop()  # no new claims; messages in flight finish and are recorded
                 if polling and application.updater.running:
                     await application.updater.stop()
 
@@ -69,8 +90,28 @@ async def run_serve(settings: Settings) -> int:
         except TelegramError as bad:
             raise StartError(f"the Bot API refused a start-up call: {bad.message}") from None
         finally:
+            runner.stop()
+            if broadcasting is not None:
+                await broadcasting
+            if polling and application.updater.running:
+                await application.updater.stop()
             if application.running:
                 await application.stop()
             await application.shutdown()
     log.info("stopped")
     return 0
+
+
+def _notices(runtime, bridge, application, settings: Settings):
+    """Subscriptions, broadcasts and the admin commands, wired to the dialogue and the Bot API."""
+    subscriptions = Subscriptions(runtime.redis, runtime.store)
+    broadcasts = BroadcastStore(runtime.redis)
+    notices = NoticeService(runtime, subscriptions, broadcasts)
+    commands = NoticeCommands(notices, bridge, settings.admin_ids)
+    commands.add_to(application)
+    runtime.effects["subscribe"] = commands.subscribe_effect
+    runtime.effects["forget"] = commands.forget_effect
+    runner = BroadcastRunner(broadcasts, RateLimiter(runtime.redis, settings.broadcast_rate),
+                             telegram_sender(application.bot, settings.allow_paid_broadcast),
+                             on_blocked=subscriptions.remove_chat, on_progress=commands.on_progress)
+    return notices, commands, runner

@@ -1,0 +1,97 @@
+"""The HTTP admin API for broadcasts, on the bot's aiohttp application.
+
+Authorised by `Authorization: Bearer $ADMIN_TOKEN` (compared in constant time; missing or wrong → 401).
+With no ADMIN_TOKEN the routes are not added at all.
+
+    POST /admin/broadcasts              {"text": str, "regions": [str] | null, "lang": "zh" | "en" | null}
+                                        → 202 {"id": ...}; a bad body → 400 {"error": reason}
+    GET  /admin/broadcasts              → the 20 most recent, newest first
+    GET  /admin/broadcasts/{id}         → {"state", "total", "sent", "blocked", "failed", "pending", ...}
+    POST /admin/broadcasts/{id}/cancel  → {"state": "cancelled"}; 409 if it had already finished
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from aiohttp import web
+
+from bot.notices import BadBroadcast, NoticeService
+
+NOTICES = web.AppKey("notices", NoticeService)
+TOKEN = web.AppKey("admin_token", str)
+BODY_FIELDS = {"text", "regions", "lang"}
+
+
+def _authorised(request: web.Request) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(),
+                                                                  request.app[TOKEN].encode())
+
+
+@web.middleware
+async def _admin_auth(request: web.Request, handler):
+    if request.path.startswith("/admin/") and not _authorised(request):
+        return web.json_response({"error": "unauthorised"}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="yibao-admin"'})
+    return await handler(request)
+
+
+def _bad(reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=400)
+
+
+async def create(request: web.Request) -> web.Response:
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return _bad("the body must be JSON")
+    if not isinstance(body, dict):
+        return _bad("the body must be a JSON object")
+    unknown = set(body) - BODY_FIELDS
+    if unknown:
+        return _bad(f"unknown fields: {', '.join(sorted(unknown))}")
+    text, regions, lang = body.get("text"), body.get("regions"), body.get("lang")
+    if not isinstance(text, str):
+        return _bad("'text' must be a string")
+    if regions is not None and (not isinstance(regions, list) or not regions
+                                or not all(isinstance(r, str) for r in regions)):
+        return _bad("'regions' must be a non-empty list of region ids or names, or null for all")
+    try:
+        status = await request.app[NOTICES].start(text, regions, lang)
+    except BadBroadcast as bad:
+        return _bad(str(bad))
+    return web.json_response({"id": status.id, "total": status.total}, status=202)
+
+
+async def show(request: web.Request) -> web.Response:
+    status = await request.app[NOTICES].broadcasts.status(request.match_info["id"])
+    if status is None:
+        return web.json_response({"error": "no such broadcast"}, status=404)
+    return web.json_response(status.as_json())
+
+
+async def listing(request: web.Request) -> web.Response:
+    jobs = await request.app[NOTICES].broadcasts.recent(20)
+    return web.json_response({"broadcasts": [j.as_json() for j in jobs]})
+
+
+async def cancel(request: web.Request) -> web.Response:
+    job = request.match_info["id"]
+    result = await request.app[NOTICES].broadcasts.cancel(job)
+    if result < 0:
+        return web.json_response({"error": "no such broadcast"}, status=404)
+    status = await request.app[NOTICES].broadcasts.status(job)
+    return web.json_response({"state": status.state if status else "cancelled"}, status=200 if result else 409)
+
+
+def add_admin_api(app: web.Application, notices: NoticeService, token: str) -> None:
+    app[NOTICES] = notices
+    app[TOKEN] = token
+    app.middlewares.append(_admin_auth)
+    app.router.add_post("/admin/broadcasts", create)
+    app.router.add_get("/admin/broadcasts", listing)
+    app.router.add_get("/admin/broadcasts/{id}", show)
+    app.router.add_post("/admin/broadcasts/{id}/cancel", cancel)

@@ -1,0 +1,474 @@
+"""Durable, rate-limited broadcasts of policy-change notices.
+
+A broadcast is a job in Redis; every recipient's state is recorded there, so a job survives restarts,
+any number of bot processes can work on it together, and nobody is sent a notice twice.
+
+Keys (one job's keys share the hash tag `{bc:<id>}`; the job index and the rate limiter have their own)::
+
+    yibao:{bc:<id>}:meta      HASH  text, lang, regions, state (queued|sending|done|cancelled), created,
+                                    admin_chat, progress_message, total, sent, blocked, failed
+    yibao:{bc:<id>}:pending   LIST  chat ids still to send to
+    yibao:{bc:<id>}:inflight  HASH  chat id → lease deadline (ms): claimed by a worker, being sent
+    yibao:{bc:<id>}:retry     ZSET  chat id → when to try again (ms), after a network error or a 5xx
+    yibao:{bc:<id>}:attempts  HASH  chat id → attempts so far
+    yibao:{bc:<id>}:done      HASH  chat id → sent | blocked | failed
+    yibao:{bcindex}:jobs      ZSET  job id → created (s)
+    yibao:{bcindex}:active    SET   jobs with work left
+    yibao:{bcrate}:*                the global token bucket, per-chat and per-group windows, the 429 pause
+
+Delivery: a worker claims one recipient (pending → inflight, atomically), waits for the rate limiter,
+sends, and records the outcome (inflight → done) — one message in flight per worker.
+
+The one window that cannot be closed: a worker that dies after Telegram accepted its message but
+before the outcome was recorded leaves the recipient in `inflight`; when the lease expires the
+recipient is sent again. So a crash can cause at most one duplicate per worker that was running, and
+never a loss. Everything else (restarts, several processes, 429 storms, cancel) neither loses nor
+duplicates a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+STATES = ("queued", "sending", "done", "cancelled")
+MAX_ATTEMPTS = 5
+
+
+class Outcome(Enum):
+    SENT = "sent"
+    BLOCKED = "blocked"  # 403 or "chat not found": the subscription is removed
+    FAILED = "failed"  # a permanent error (bad request), or transient ones MAX_ATTEMPTS times
+    RETRY_AFTER = "retry_after"  # 429: pause everything
+    TRANSIENT = "transient"  # 5xx or a network error: try this chat again later
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    retry_after: float = 0.0
+
+
+Sender = Callable[[str, str], Awaitable[Result]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    id: str
+    state: str
+    total: int
+    sent: int
+    blocked: int
+    failed: int
+    pending: int
+    created: float
+    regions: list[str] | None
+    lang: str | None
+    text: str
+    admin_chat: str | None = None
+    progress_message: int | None = None
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "state": self.state, "total": self.total, "sent": self.sent,
+                "blocked": self.blocked, "failed": self.failed, "pending": self.pending,
+                "regions": self.regions, "lang": self.lang, "created": self.created}
+
+
+# -- scripts -------------------------------------------------------------------------------
+
+# KEYS meta, pending, inflight, retry, done; ARGV now_ms, lease_ms
+_CLAIM = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'queued' and state ~= 'sending' then return {'stop'} end
+local now = tonumber(ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100)
+for _, chat in ipairs(due) do
+  redis.call('ZREM', KEYS[4], chat)
+  redis.call('LPUSH', KEYS[2], chat)
+end
+local chat = redis.call('LPOP', KEYS[2])
+while chat and redis.call('HEXISTS', KEYS[5], chat) == 1 do
+  chat = redis.call('LPOP', KEYS[2])
+end
+if not chat then
+  if redis.call('HLEN', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[4]) == 0 then
+    redis.call('HSET', KEYS[1], 'state', 'done')
+    return {'done'}
+  end
+  local next_due = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  return {'wait', next_due[2] or tostring(now + 200)}
+end
+redis.call('HSET', KEYS[3], chat, now + tonumber(ARGV[2]))
+if state == 'queued' then redis.call('HSET', KEYS[1], 'state', 'sending') end
+return {'chat', chat}
+"""
+
+# KEYS meta, inflight, done; ARGV chat, outcome
+_RECORD = """
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+return 1
+"""
+
+# KEYS inflight, retry, attempts, done, meta; ARGV chat, due_ms, max attempts.
+# Returns 1 if another attempt is scheduled, 0 if the recipient is recorded as failed.
+_RETRY = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HINCRBY', KEYS[3], ARGV[1], 1) >= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[4], ARGV[1], 'failed')
+  redis.call('HINCRBY', KEYS[5], 'failed', 1)
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+# KEYS inflight, pending; ARGV chat
+_REQUEUE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], ARGV[1]) end
+return 1
+"""
+
+# KEYS inflight, pending; ARGV now_ms. Leases that ran out go back to the queue (see the window above).
+_RECLAIM = """
+local flat = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #flat, 2 do
+  if tonumber(flat[i + 1]) < tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], flat[i])
+    redis.call('LPUSH', KEYS[2], flat[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS meta; cancels unless finished
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if state == 'done' or state == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'cancelled')
+return 1
+"""
+
+# KEYS bucket, chat window, pause; ARGV now_ms, rate, burst, is_group, chat_limit, window_ms
+# Returns 0 when a message may go now (and counts it), else the milliseconds to wait.
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
+if pause > now then return pause - now end
+local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+if redis.call('ZCARD', KEYS[2]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(b[1]) or burst
+local ts = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+if tokens < 1 then
+  redis.call('HSET', KEYS[1], 't', tokens, 'ts', now)
+  return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+end
+redis.call('HSET', KEYS[1], 't', tokens - 1, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], 60000)
+redis.call('ZADD', KEYS[2], now, now .. '-' .. math.random(1000000))
+redis.call('PEXPIRE', KEYS[2], window)
+return 0
+"""
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class BroadcastStore:
+    """The jobs and their recipients in Redis; every change of a recipient's state is one script."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str = "yibao"):
+        self.redis = redis
+        self.prefix = prefix
+        self._claim = redis.register_script(_CLAIM)
+        self._record = redis.register_script(_RECORD)
+        self._retry = redis.register_script(_RETRY)
+        self._requeue = redis.register_script(_REQUEUE)
+        self._reclaim = redis.register_script(_RECLAIM)
+        self._cancel = redis.register_script(_CANCEL)
+
+    def key(self, job: str, part: str) -> str:
+        return f"{self.prefix}:{{bc:{job}}}:{part}"
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}:{{bcindex}}:jobs"
+
+    @property
+    def active(self) -> str:
+        return f"{self.prefix}:{{bcindex}}:active"
+
+    async def create(self, text: str, recipients: list[str], *, regions: list[str] | None, lang: str | None,
+                     admin_chat: str | None = None) -> str:
+        job = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        meta = {"text": text, "lang": lang or "", "regions": json.dumps(regions) if regions is not None else "",
+                "state": "queued" if recipients else "done", "created": f"{time.time():.3f}",
+                "admin_chat": admin_chat or "", "total": len(recipients), "sent": 0, "blocked": 0, "failed": 0}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key(job, "meta"), mapping=meta)
+            for i in range(0, len(recipients), 1000):
+                pipe.rpush(self.key(job, "pending"), *recipients[i:i + 1000])
+            await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.index, {job: time.time()})
+            if recipients:
+                pipe.sadd(self.active, job)
+            await pipe.execute()
+        return job
+
+    async def set_progress_message(self, job: str, message_id: int) -> None:
+        await self.redis.hset(self.key(job, "meta"), "progress_message", message_id)
+
+    async def status(self, job: str) -> JobStatus | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.key(job, "meta"))
+            pipe.llen(self.key(job, "pending"))
+            pipe.hlen(self.key(job, "inflight"))
+            pipe.zcard(self.key(job, "retry"))
+            meta, pending, inflight, retry = await pipe.execute()
+        if not meta:
+            return None
+        m = {_text(k): _text(v) for k, v in meta.items()}
+        return JobStatus(
+            id=job, state=m["state"], total=int(m["total"]), sent=int(m.get("sent", 0)),
+            blocked=int(m.get("blocked", 0)), failed=int(m.get("failed", 0)),
+            pending=pending + inflight + retry if m["state"] != "done" else 0, created=float(m["created"]),
+            regions=json.loads(m["regions"]) if m.get("regions") else None, lang=m.get("lang") or None,
+            text=m["text"], admin_chat=m.get("admin_chat") or None,
+            progress_message=int(m["progress_message"]) if m.get("progress_message") else None,
+        )
+
+    async def recent(self, count: int = 10) -> list[JobStatus]:
+        ids = [_text(j) for j in await self.redis.zrevrange(self.index, 0, count - 1)]
+        found = [await self.status(j) for j in ids]
+        return [s for s in found if s]
+
+    async def active_jobs(self) -> list[str]:
+        return sorted(_text(j) for j in await self.redis.smembers(self.active))
+
+    async def retire(self, job: str) -> None:
+        await self.redis.srem(self.active, job)
+
+    async def cancel(self, job: str) -> int:
+        """1 cancelled, 0 already finished, -1 no such job."""
+        return int(await self._cancel(keys=[self.key(job, "meta")]))
+
+    def _keys(self, job: str, *parts: str) -> list[str]:
+        return [self.key(job, p) for p in parts]
+
+    async def claim(self, job: str, lease_ms: int) -> tuple[str, str | None]:
+        """('chat', id) to send to; ('wait', due_ms) when only retries remain; ('done'|'stop', None)."""
+        reply = await self._claim(keys=self._keys(job, "meta", "pending", "inflight", "retry", "done"),
+                                  args=[_now_ms(), lease_ms])
+        kind = _text(reply[0])
+        return kind, _text(reply[1]) if len(reply) > 1 else None
+
+    async def record(self, job: str, chat: str, outcome: Outcome) -> None:
+        await self._record(keys=self._keys(job, "meta", "inflight", "done"), args=[chat, outcome.value])
+
+    async def retry_later(self, job: str, chat: str, delay_s: float) -> bool:
+        """Schedule another attempt; False when attempts ran out and the recipient counts as failed."""
+        due = _now_ms() + int(delay_s * 1000)
+        keys = self._keys(job, "inflight", "retry", "attempts", "done", "meta")
+        return bool(await self._retry(keys=keys, args=[chat, due, MAX_ATTEMPTS]))
+
+    async def claim_final_report(self, job: str) -> bool:
+        """True for exactly one caller: the one that reports the job's end."""
+        return bool(await self.redis.hsetnx(self.key(job, "meta"), "final_reported", 1))
+
+    async def requeue(self, job: str, chat: str) -> None:
+        await self._requeue(keys=self._keys(job, "inflight", "pending"), args=[chat])
+
+    async def reclaim_expired(self, job: str) -> int:
+        return int(await self._reclaim(keys=self._keys(job, "inflight", "pending"), args=[_now_ms()]))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RateLimiter:
+    """Telegram's limits, shared by every process: a global rate, 1 message a second per chat and
+    20 a minute per group, and a pause for everyone after a 429."""
+
+    def __init__(self, redis: aioredis.Redis, rate: float, prefix: str = "yibao"):
+        self.redis = redis
+        self.rate = rate
+        self.burst = max(1.0, rate / 10)
+        self.prefix = prefix
+        self._acquire = redis.register_script(_ACQUIRE)
+
+    def _key(self, part: str) -> str:
+        return f"{self.prefix}:{{bcrate}}:{part}"
+
+    async def wait_ms(self, chat: str) -> int:
+        """0 if a message to `chat` may go now (it is counted), else how long to wait."""
+        group = chat.startswith("-")
+        limit, window = (20, 60_000) if group else (1, 1_000)
+        return int(await self._acquire(
+            keys=[self._key("bucket"), self._key(f"chat:{chat}"), self._key("pause")],
+            args=[_now_ms(), self.rate, self.burst, int(group), limit, window]))
+
+    async def pause(self, seconds: float) -> None:
+        until = _now_ms() + int(seconds * 1000)
+        await self.redis.set(self._key("pause"), until, px=int(seconds * 1000) + 1000)
+
+    async def paused_ms(self) -> int:
+        until = int(await self.redis.get(self._key("pause")) or 0)
+        return max(0, until - _now_ms())
+
+
+class BroadcastRunner:
+    """Works on every active job in the background of a bot process, together with other processes."""
+
+    def __init__(self, store: BroadcastStore, limiter: RateLimiter, send: Sender, *,
+                 on_blocked: Callable[[str], Awaitable[None]] | None = None,
+                 on_progress: Callable[[JobStatus, bool], Awaitable[None]] | None = None,
+                 lease_s: float = 120.0, workers: int | None = None, poll_s: float = 1.0,
+                 progress_every_s: float = 3.0):
+        self.store = store
+        self.limiter = limiter
+        self.send = send
+        self.on_blocked = on_blocked
+        self.on_progress = on_progress
+        self.lease_ms = int(lease_s * 1000)
+        self.workers = workers or max(2, min(64, math.ceil(limiter.rate / 8)))
+        self.poll_s = poll_s
+        self.progress_every_s = progress_every_s
+        self._stop = asyncio.Event()
+        self._jobs: dict[str, asyncio.Task] = {}
+
+    async def run(self) -> None:
+        """Until `stop()`: pick up active jobs, work on them, report progress."""
+        while not self._stop.is_set():
+            try:
+                for job in await self.store.active_jobs():
+                    if job not in self._jobs or self._jobs[job].done():
+                        self._jobs[job] = asyncio.create_task(self._job(job), name=f"broadcast {job}")
+            except Exception:
+                log.exception("broadcast runner: cannot read the jobs", extra={"event": "broadcast"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.poll_s)
+        await asyncio.gather(*self._jobs.values(), return_exceptions=True)
+
+    def stop(self) -> None:
+        """Stop claiming; the messages in flight finish and are recorded; jobs resume on next start."""
+        self._stop.set()
+
+    async def _job(self, job: str) -> None:
+        await self.store.reclaim_expired(job)
+        status = await self.store.status(job)
+        if status is None:
+            await self.store.retire(job)
+            return
+        progress = asyncio.create_task(self._progress(job))
+        try:
+            await asyncio.gather(*(self._worker(job, status.text) for _ in range(self.workers)))
+        finally:
+            progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress
+        status = await self.store.status(job)
+        if status and status.state in ("done", "cancelled"):
+            await self.store.retire(job)
+            if self.on_progress and await self.store.claim_final_report(job):
+                await self.on_progress(status, True)
+            log.info("broadcast finished", extra={"event": "broadcast", "job": job, "count": status.sent})
+
+    async def _worker(self, job: str, text: str) -> None:
+        while not self._stop.is_set():
+            kind, value = await self.store.claim(job, self.lease_ms)
+            if kind in ("done", "stop"):
+                return
+            if kind == "wait":
+                delay = max(0.05, min(5.0, (int(value or 0) - _now_ms()) / 1000))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                await self.store.reclaim_expired(job)
+                continue
+            await self._deliver(job, value or "", text)
+
+    async def _deliver(self, job: str, chat: str, text: str) -> None:
+        while (wait := await self.limiter.wait_ms(chat)) > 0:
+            if self._stop.is_set() or wait > 2000:
+                await self.store.requeue(job, chat)  # long pause or stopping: give the recipient back
+                if not self._stop.is_set():
+                    await asyncio.sleep(min(wait / 1000, 5.0))
+                return
+            await asyncio.sleep(wait / 1000)
+        result = await self.send(chat, text)
+        await self._settle(job, chat, result)
+
+    async def _settle(self, job: str, chat: str, result: Result) -> None:
+        if result.outcome in (Outcome.SENT, Outcome.FAILED):
+            await self.store.record(job, chat, result.outcome)
+        elif result.outcome is Outcome.BLOCKED:
+            await self.store.record(job, chat, Outcome.BLOCKED)
+            if self.on_blocked:
+                await self.on_blocked(chat)
+        elif result.outcome is Outcome.RETRY_AFTER:
+            await self.limiter.pause(result.retry_after)
+            await self.store.requeue(job, chat)
+            log.warning("broadcast paused %.0f s by a 429", result.retry_after, extra={"event": "broadcast"})
+        else:
+            await self.store.retry_later(job, chat, 0.5 * 2 ** random.uniform(0, 3))
+
+    async def _progress_turn(self, job: str) -> bool:
+        """Only one process reports a job's progress at a time."""
+        key = self.store.key(job, "progress-lock")
+        token = f"{id(self)}"
+        got = await self.store.redis.set(key, token, nx=True, px=int(self.progress_every_s * 3000))
+        if got:
+            return True
+        return _text(await self.store.redis.get(key)) == token and bool(
+            await self.store.redis.pexpire(key, int(self.progress_every_s * 3000)))
+
+    async def _progress(self, job: str) -> None:
+        if not self.on_progress:
+            return
+        while True:
+            await asyncio.sleep(self.progress_every_s)
+            status = await self.store.status(job)
+            if status and await self._progress_turn(job):
+                try:
+                    await self.on_progress(status, False)
+                except Exception:
+                    log.warning("broadcast progress message failed", extra={"event": "broadcast", "job": job})
+
+
+def progress_bar(status: JobStatus, width: int = 20) -> str:
+    done = status.sent + status.blocked + status.failed
+    share = done / status.total if status.total else 1.0
+    filled = round(share * width)
+    return "█" * filled + "░" * (width - filled) + f" {share:.0%}"
+
+
+def eta_seconds(status: JobStatus, rate: float) -> int:
+    return math.ceil(status.pending / rate) if rate > 0 else 0
