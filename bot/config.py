@@ -192,6 +192,21 @@ VARIABLES: tuple[Variable, ...] = (
         False,
         "Use Telegram's paid broadcasts (allow_paid_broadcast): the rate may go up to 1000/s.",
     ),
+    Variable(
+        "TRUST_PROXY",
+        "trust_proxy",
+        _flag,
+        False,
+        "Behind a reverse proxy: take the client's address from X-Forwarded-For (web chat flood limit).",
+    ),
+    Variable(
+        "LOG_SALT",
+        "log_salt",
+        _secret,
+        None,
+        "Salt of the hashed chat ids in logs. Unset: derived from the bot token (yibao web: a fixed salt).",
+        secret=True,
+    ),
     Variable("LOG_FORMAT", "log_format", _choice("text", "json"), "text", "`text` or `json` (one object a line)."),
     Variable(
         "LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Least severe level logged."
@@ -220,6 +235,12 @@ class Settings:
     allow_paid_broadcast: bool = False
     log_format: str = "text"
     log_level: str = "info"
+    trust_proxy: bool = False
+    log_salt: Secret | None = None
+
+    def salt(self) -> str | None:
+        """What the log hashes are salted with: LOG_SALT, else the bot token."""
+        return (self.log_salt or self.telegram_token or Secret("")).value or None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

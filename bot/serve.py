@@ -38,7 +38,7 @@ async def run_serve(settings: Settings) -> int:
         print(NO_TOKEN, file=sys.stderr)
         return 2
     logs.setup(settings.log_format, settings.log_level)
-    logs.set_salt(settings.telegram_token.value)
+    logs.set_salt(settings.salt())
     polling = not settings.webhook_url
     async with open_runtime(settings) as runtime:
         metrics = Metrics()

@@ -231,7 +231,17 @@ async def _throttled(request: web.Request, sid: str) -> bool:
     throttles = request.app[WEB_THROTTLES]
     if await throttles["web-session"].check("web-session", sid) != Verdict.ALLOW:
         return True
-    return await throttles["web-ip"].check("web-ip", request.remote or "unknown") != Verdict.ALLOW
+    return await throttles["web-ip"].check("web-ip", _client_address(request)) != Verdict.ALLOW
+
+
+def _client_address(request: web.Request) -> str:
+    """The connecting address, or with TRUST_PROXY the one our proxy saw (the last X-Forwarded-For hop:
+    earlier hops are whatever the client wrote)."""
+    if request.app[RUNTIME].settings.trust_proxy:
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+        if hops:
+            return hops[-1]
+    return request.remote or "unknown"
 
 
 def _set_cookie(request: web.Request, response: web.StreamResponse, sid: str, max_age: int) -> None:
@@ -337,6 +347,7 @@ def build_web_app(runtime: Runtime, metrics: Metrics) -> web.Application:
 async def run_web(settings) -> int:
     """`yibao web`: serve only the chat page on HOST:PORT until SIGTERM or SIGINT."""
     logs.setup(settings.log_format, settings.log_level)
+    logs.set_salt(settings.salt())
     async with open_runtime(settings) as runtime:
         app = build_web_app(runtime, Metrics())
         stop = stop_event_on_signals()

@@ -21,6 +21,7 @@ Design notes:
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -351,6 +352,7 @@ def _is_edge_noise(char: str) -> bool:
     return char.isspace() or unicodedata.category(char)[0] in "PS"
 
 
+@functools.lru_cache(maxsize=4096)  # options are immutable and the same few recur every turn
 def _option_keys(option: Option) -> tuple[str, ...]:
     keys = (_clean(option.id), *(_clean(label) for label in option.labels))
     return tuple(dict.fromkeys(k for k in keys if k))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 from conversations.parsing import AmountError, Option, match_choice, parse_amount
@@ -42,12 +42,18 @@ class Context:
     """The answers so far, seen through the policy: which region, plan, visit they point at."""
 
     policies: PolicySet
-    answers: dict[str, Any]
+    answers: dict[str, Any]  # read only: a new Context is made after answers change
     lang: str
     today: dt.date
+    _values: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def value(self, qid: str) -> Any:
-        """A valid answer, the only option of a one-option question, or None."""
+        """A valid answer, the only option of a one-option question, or None (worked out once)."""
+        if qid not in self._values:
+            self._values[qid] = self._value(qid)
+        return self._values[qid]
+
+    def _value(self, qid: str) -> Any:
         question = QUESTIONS[qid]
         if qid in self.answers and question.is_valid(self, self.answers[qid]):
             return self.answers[qid]
@@ -101,12 +107,17 @@ class Context:
 
 
 def _labelled(group: str, ids: list[str], lang: str) -> list[Choice]:
+    return list(_labelled_choices(group, tuple(ids), lang))
+
+
+@cache
+def _labelled_choices(group: str, ids: tuple[str, ...], lang: str) -> tuple[Choice, ...]:
     extra = synonyms().get(group, {})
-    return [
+    return tuple(
         Choice(i, t(lang, f"labels.{group}.{i}"),
                (t("zh", f"labels.{group}.{i}"), t("en", f"labels.{group}.{i}"), *extra.get(i, ())))
         for i in ids
-    ]
+    )
 
 
 def region_options(ctx: Context) -> list[Choice]:

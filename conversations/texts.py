@@ -37,6 +37,7 @@ def t(lang: str, key: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
-def words(key: str) -> set[str]:
+@cache
+def words(key: str) -> frozenset[str]:
     """Command words ("返回", "back") in every language, for typed commands."""
-    return {w.casefold() for lang in LANGUAGES for w in raw(lang, f"words.{key}")}
+    return frozenset(w.casefold() for lang in LANGUAGES for w in raw(lang, f"words.{key}"))

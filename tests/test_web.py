@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.metrics import Metrics
 from bot.runtime import Runtime, open_runtime
 from bot.server import build_app
-from bot.web import COOKIE, MAX_BODY, add_web_chat, build_web_app
+from bot.web import COOKIE, IP_FACTOR, MAX_BODY, add_web_chat, build_web_app
 
 JSON = {"Content-Type": "application/json"}
 
@@ -280,6 +280,27 @@ async def test_throttled_per_address(redis, redis_url):
             await say(client, command="resume")
         data = await say(client, 429, command="resume")
         assert data["replies"][0]["text"] == "你发得有点快，请稍等几秒再继续。"
+
+
+async def test_addresses_behind_a_trusted_proxy(redis, redis_url):
+    """With TRUST_PROXY the last X-Forwarded-For hop (what our proxy saw) is the client; earlier hops
+    are whatever the client wrote and do not count. Each address may open IP_FACTOR sessions at once."""
+    async with web_client(redis_url, cookies=False, throttle_rate=0.001, throttle_burst=1, trust_proxy=True) as client:
+        def via(*hops: str) -> dict:
+            return {"X-Forwarded-For": ", ".join(hops)}
+
+        for _ in range(IP_FACTOR):
+            await say(client, headers=via("203.0.113.1"), command="resume")
+        await say(client, 429, headers=via("203.0.113.1"), command="resume")
+        await say(client, 429, headers=via("198.51.100.9", "203.0.113.1"), command="resume")  # spoofed first hop
+        await say(client, headers=via("203.0.113.2"), command="resume")  # another person behind the proxy
+
+
+async def test_forwarded_for_ignored_without_a_trusted_proxy(redis, redis_url):
+    async with web_client(redis_url, cookies=False, throttle_rate=0.001, throttle_burst=1) as client:
+        for n in range(IP_FACTOR):
+            await say(client, headers={"X-Forwarded-For": f"203.0.113.{n}"}, command="resume")
+        await say(client, 429, headers={"X-Forwarded-For": "203.0.113.200"}, command="resume")
 
 
 async def test_forget_resets_the_session_throttle(redis, redis_url):
