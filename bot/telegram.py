@@ -147,6 +147,23 @@ def html_chunks(reply: Reply, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list
     return chunks or ["…"]
 
 
+MERGE_LIMIT = 3000
+
+
+def merge_replies(replies: list[Reply]) -> list[Reply]:
+    """Fold a reply without buttons into the one after it ("that amount is unreadable" + the question
+    again): one message instead of two reads better and keeps a chat under Telegram's one message a
+    second."""
+    merged: list[Reply] = []
+    for reply in replies:
+        last = merged[-1] if merged else None
+        if last and not last.buttons and not reply.title and len(last.text) + len(reply.text) < MERGE_LIMIT:
+            merged[-1] = Reply(f"{last.text.rstrip()}\n\n{reply.text}", last.title, reply.buttons)
+        else:
+            merged.append(reply)
+    return merged
+
+
 # -- the bridge between updates and the dialogue -----------------------------------------------
 
 
@@ -215,7 +232,7 @@ class TelegramBridge:
         if query is not None:
             await self._settle_button(query, turn)
         chat_id = update.effective_chat.id
-        for reply in turn.replies:
+        for reply in merge_replies(turn.replies):
             await self.send(chat_id, reply)
 
     async def send(self, chat_id: int, reply: Reply) -> None:

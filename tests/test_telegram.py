@@ -27,8 +27,8 @@ from redis_server import RedisTestServer
 
 from bot.config import Settings
 from bot.serve import run_serve
-from bot.telegram import COMMANDS, html_chunks
-from conversations.replies import Reply
+from bot.telegram import COMMANDS, MERGE_LIMIT, html_chunks, merge_replies
+from conversations.replies import Button, Reply
 from conversations.texts import t
 from tests import fake_telegram as ft
 
@@ -37,6 +37,13 @@ SECRET = "test-webhook-secret_0123456789"
 STALE = t("zh", "hints.stale")
 THROTTLED = t("zh", "errors.throttled")
 APOLOGY = t("zh", "errors.apology")
+WELCOME = t("zh", "welcome")
+REGION = t("zh", "prompts.region")
+
+
+def parts(message: str) -> list[str]:
+    """The replies a message was merged from (`merge_replies` joins them with a blank line)."""
+    return message.split("\n\n")
 
 # -- harness --------------------------------------------------------------------------------------
 
@@ -193,14 +200,21 @@ class Chat:
             lambda: self.fake.press_button(self.id, self.id, message_id, data, check=False), replies
         )
 
+    async def start(self) -> str:
+        """/start: the welcome and the region question, in one message."""
+        [message] = await self.say("/start")
+        assert parts(message) == [WELCOME, REGION], message
+        return message
+
     def last(self) -> dict[str, Any]:
         return self.fake.last_bot_message(self.id)
 
 
 async def full_estimate_by_buttons(chat: Chat) -> str:
     """Shanghai, retired, inpatient, 三级, retired in 2005, 30,000 in total, skip, skip, calculate."""
-    welcome, question = await chat.say("/start", replies=2)
-    assert "医保" in welcome and question == t("zh", "prompts.region")
+    [start] = await chat.say("/start")
+    welcome, question = parts(start)
+    assert "医保" in welcome and question == REGION
     assert (await chat.press("上海")) == [t("zh", "prompts.member")]
     assert (await chat.press("退休")) == [t("zh", "prompts.visit")]
     assert (await chat.press("住院")) == [t("zh", "prompts.level")]
@@ -212,6 +226,16 @@ async def full_estimate_by_buttons(chat: Chat) -> str:
     assert t("zh", "summary.title") in summary and "30,000.00" in summary
     [result] = await chat.press("✅ 开始计算")
     return result
+
+
+def assert_flood_answered(texts: list[str]) -> None:
+    """What a flood of 30 greetings gets with a burst of five: five answers, each one message (the
+    welcome, then a "no such region" hint, with the region question), and one notice."""
+    assert len(texts) == 5 + 1 and texts.count(THROTTLED) == 1, texts
+    first, *others = [text for text in texts if text != THROTTLED]
+    assert parts(first) == [WELCOME, REGION]
+    no_such_region = t("zh", "hints.region", regions="|").split("|")[0]
+    assert all(parts(text)[0].startswith(no_such_region) and parts(text)[1:] == [REGION] for text in others), others
 
 
 def assert_shanghai_result(result: str) -> None:
@@ -262,8 +286,9 @@ async def test_full_estimate_by_buttons(fake: ft.FakeTelegram, bot: Served) -> N
     assert all(fake.callback_answer(q) is not None for q in presses)
     edits = [c.params["text"] for c in fake.calls_of("editMessageText", chat_id=chat.id) if c.ok]
     assert any(e.endswith("→ <b>上海</b>") for e in edits), edits
-    region_question = next(m for m in fake.bot_messages(chat.id) if m["text"].startswith(t("zh", "prompts.region")))
-    assert region_question["text"].endswith("→ 上海") and "reply_markup" not in region_question
+    # the region question came with the welcome, in one message: that message shows the answer
+    region_question = next(m for m in fake.bot_messages(chat.id) if m["text"].startswith(WELCOME))
+    assert parts(region_question["text"]) == [WELCOME, REGION, "→ 上海"] and "reply_markup" not in region_question
     assert all(e.endswith(f"→ <b>{a}</b>") for e, a in zip(edits, ["上海", "退休", "住院", "三级医院"], strict=False))
     # the result message offers what comes next
     buttons = [b["text"] for row in chat.last()["reply_markup"]["inline_keyboard"] for b in row]
@@ -278,7 +303,7 @@ async def test_full_estimate_by_buttons(fake: ft.FakeTelegram, bot: Served) -> N
 
 async def test_full_estimate_by_typed_text(fake: ft.FakeTelegram, bot: Served) -> None:
     chat = Chat(fake, 5002)
-    await chat.say("/start", replies=2)
+    await chat.start()
     assert (await chat.say("上海")) == [t("zh", "prompts.member")]
     assert (await chat.say("退休")) == [t("zh", "prompts.visit")]
     assert (await chat.say("住院")) == [t("zh", "prompts.level")]
@@ -296,16 +321,18 @@ async def test_full_estimate_by_typed_text(fake: ft.FakeTelegram, bot: Served) -
 
 async def test_stale_button_gets_hint_and_current_question(fake: ft.FakeTelegram, bot: Served) -> None:
     chat = Chat(fake, 5003)
-    await chat.say("/start", replies=2)
+    await chat.start()
     region_question = chat.last()["message_id"]
     await chat.press("上海")
     await chat.press("退休")
     # the region keyboard was retired; a client that still shows it presses 北京 anyway
-    hint, question = await chat.press_data(region_question, "1|beijing", replies=2)
+    [message] = await chat.press_data(region_question, "1|beijing")
+    hint, question = parts(message)
     assert hint == STALE and question == t("zh", "prompts.visit")
     # …and an old "back" of the member question: stale too, nothing undone
     member_question = next(m for m in fake.bot_messages(chat.id) if m["text"].startswith(t("zh", "prompts.member")))
-    hint, question = await chat.press_data(member_question["message_id"], "2|~back", replies=2)
+    [message] = await chat.press_data(member_question["message_id"], "2|~back")
+    hint, question = parts(message)
     assert hint == STALE and question == t("zh", "prompts.visit")
     assert all(c.ok for c in fake.calls_of("answerCallbackQuery"))
     assert len(fake.calls_of("answerCallbackQuery")) == 4
@@ -331,9 +358,9 @@ async def test_commands_menu_in_chinese_and_english(fake: ft.FakeTelegram, bot: 
 async def test_forget_deletes_the_users_keys(fake: ft.FakeTelegram, bot: Served, redis) -> None:
     chat = Chat(fake, 5004)
     other = Chat(fake, 5005)
-    await chat.say("/start", replies=2)
+    await chat.start()
     await chat.press("上海")
-    await other.say("/start", replies=2)
+    await other.start()
     mine = [k async for k in redis.scan_iter(match=f"yibao:{{telegram:{chat.id}}}*")]
     assert len(mine) == 2  # the session and the index of the user's keys
     [confirm] = await chat.say("/forget")
@@ -343,16 +370,17 @@ async def test_forget_deletes_the_users_keys(fake: ft.FakeTelegram, bot: Served,
     assert [k async for k in redis.scan_iter(match=f"*{chat.id}*") if b"throttle" not in k] == []
     assert [k async for k in redis.scan_iter(match=f"yibao:{{telegram:{other.id}}}*")]  # others kept
     # a fresh start afterwards
-    assert (await chat.say("/start", replies=2))[1] == t("zh", "prompts.region")
+    await chat.start()
 
 
 @pytest.mark.parametrize("mode", ["polling"])
 async def test_forget_can_be_declined(fake: ft.FakeTelegram, bot: Served, redis) -> None:
     chat = Chat(fake, 5006)
-    await chat.say("/start", replies=2)
+    await chat.start()
     await chat.press("上海")
     await chat.say("/forget")
-    kept, question = await chat.press(t("zh", "buttons.forget_no"), replies=2)
+    [message] = await chat.press(t("zh", "buttons.forget_no"))
+    kept, question = parts(message)
     assert kept == t("zh", "commands.forget_kept") and question == t("zh", "prompts.member")
     assert [k async for k in redis.scan_iter(match=f"yibao:{{telegram:{chat.id}}}*")]
 
@@ -405,6 +433,26 @@ def test_html_chunks_cut_an_enormous_line_between_entities() -> None:
     assert html_chunks(Reply("short", title="T")) == ["<b>T</b>\n\nshort"]
 
 
+def test_merge_replies_folds_a_buttonless_reply_into_the_next() -> None:
+    yes, no = Button("1|yes", "是"), Button("1|no", "否")
+    hint, question = Reply("没看懂。\n"), Reply("你是在职还是退休？", buttons=((yes, no),))
+    # a reply without buttons goes with the next one, a blank line between; the last one's buttons stay
+    assert merge_replies([hint, question]) == [Reply("没看懂。\n\n你是在职还是退休？", buttons=((yes, no),))]
+    assert merge_replies([Reply("a", title="T"), Reply("b"), Reply("c", buttons=((yes,),))]) == [
+        Reply("a\n\nb\n\nc", title="T", buttons=((yes,),))]
+    # a reply with buttons keeps its own message
+    assert merge_replies([question, hint]) == [question, hint]
+    # a titled reply (a summary, a result) is never folded into
+    summary = Reply("总计 30,000 元", title="确认", buttons=((yes,),))
+    assert merge_replies([hint, summary]) == [hint, summary]
+    # nor is anything that would make one long message
+    long = Reply("x" * (MERGE_LIMIT - len(question.text)))
+    assert merge_replies([long, question]) == [long, question]
+    shorter = Reply("x" * (MERGE_LIMIT - len(question.text) - 1))
+    assert merge_replies([shorter, question]) == [Reply(f"{shorter.text}\n\n{question.text}", buttons=((yes, no),))]
+    assert merge_replies([]) == [] and merge_replies([hint]) == [hint]
+
+
 # -- the webhook ------------------------------------------------------------------------------------
 
 
@@ -451,7 +499,7 @@ async def test_a_failed_send_ends_in_an_apology_and_the_chat_goes_on(
     env = dict(env, LOG_LEVEL="debug", LOG_FORMAT="json")
     async with serving(fake, webhook_env(env) if mode == "webhook" else env) as served:
         chat = Chat(fake, 731_845_296, first_name=name)
-        await chat.say("/start", replies=2)
+        await chat.start()
         for label in ("上海", "退休", "住院", "三级医院"):
             await chat.press(label)
         fake.fail_next("sendMessage", chat_id=chat.id)  # the next question is lost: 502 Bad Gateway
@@ -476,12 +524,13 @@ async def test_a_failed_send_ends_in_an_apology_and_the_chat_goes_on(
 async def test_telegram_down_for_the_apology_too(fake: ft.FakeTelegram, env: dict[str, str]) -> None:
     async with serving(fake, env) as served:
         chat = Chat(fake, 5021)
-        await chat.say("/start", replies=2)
+        await chat.start()
         fake.fail_next("sendMessage", chat_id=chat.id, times=2)  # the reply and the apology
         mark = fake.mark()
         await fake.send_text(chat.id, chat.id, "上海")
         await fake.wait_for(lambda c: c.method == "sendMessage" and c.status == 502, 2, chat_id=chat.id, since=mark)
-        assert (await chat.say("/help", replies=2))[1] == t("zh", "prompts.member")
+        [message] = await chat.say("/help")
+        assert parts(message) == [t("zh", "commands.help").rstrip(), t("zh", "prompts.member")]
         _, metrics = await get(f"{served.url}/metrics")
         assert metric(metrics, "yibao_errors_total") == 1
 
@@ -501,7 +550,7 @@ async def test_a_flood_is_throttled_for_that_user_only(fake: ft.FakeTelegram, en
 
         async def converse() -> None:
             await asyncio.sleep(0.01)
-            await calm.say("/start", replies=2)
+            await calm.start()
             assert (await calm.press("上海")) == [t("zh", "prompts.member")]
             assert (await calm.say("在职")) == [t("zh", "prompts.visit")]
 
@@ -518,7 +567,7 @@ async def test_a_flood_is_throttled_for_that_user_only(fake: ft.FakeTelegram, en
         await asyncio.sleep(0.1)
         texts = fake.sent_texts(flooder.id)
         assert texts.count(THROTTLED) == 1
-        assert len(texts) == 5 * 2 + 1  # five answered (a hint and the question each), one notice
+        assert_flood_answered(texts)
         assert THROTTLED not in fake.sent_texts(calm.id)
         assert all(c.ok for c in fake.calls_of("sendMessage"))
 
@@ -571,7 +620,7 @@ async def test_a_failed_answer_or_edit_does_not_lose_the_next_question(
     """Answering the press and marking the question are cosmetic: when Telegram refuses them (a press
     answered too late, after a restart; a 502), the person still gets the next question."""
     chat = Chat(fake, 5040)
-    await chat.say("/start", replies=2)
+    await chat.start()
     fake.fail_next(method, error=error)
     assert (await chat.press("上海")) == [t("zh", "prompts.member")]
     assert (await chat.press("退休")) == [t("zh", "prompts.visit")]
@@ -582,7 +631,7 @@ async def test_a_failed_reply_to_a_press_ends_in_an_apology(fake: ft.FakeTelegra
     """The press was answered before the reply failed; answering it again for the apology is refused by
     Telegram, and the apology must go out all the same."""
     chat = Chat(fake, 5041)
-    await chat.say("/start", replies=2)
+    await chat.start()
     fake.fail_next("sendMessage", chat_id=chat.id)
     assert (await chat.press("上海")) == [APOLOGY]
     assert (await chat.say("退休")) == [t("zh", "prompts.visit")]

@@ -15,13 +15,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 from test_telegram import (
+    REGION,
     SECRET,
     THROTTLED,
+    WELCOME,
     Chat,
+    assert_flood_answered,
     assert_shanghai_result,
     base_env,
     get,
     metric,
+    parts,
     post_update,
     text_update,
     webhook_env,
@@ -129,14 +133,17 @@ async def test_two_processes_take_turns_in_one_chat(fake: ft.FakeTelegram, spawn
     a, b = await asyncio.gather(spawn(), spawn())
     chat = Chat(fake, 6001)
     steps: list[tuple[Callable, str, int]] = [
-        (chat.say, "/start", 2), (chat.press, "上海", 1), (chat.press, "退休", 1), (chat.say, "住院", 1),
+        (chat.say, "/start", 1), (chat.press, "上海", 1), (chat.press, "退休", 1), (chat.say, "住院", 1),
         (chat.press, "三级医院", 1), (chat.say, "2005", 1), (chat.say, "30000", 1), (chat.press, "跳过", 1),
         (chat.say, "跳过", 1), (chat.press, "✅ 开始计算", 1),
     ]  # fmt: skip
+    results = []
     for i, (action, what, replies) in enumerate(steps):
         (a if i % 2 == 0 else b).route()
-        result = await action(what, replies=replies)
-    assert_shanghai_result(result[0])
+        results.append(await action(what, replies=replies))
+    [start] = results[0]
+    assert parts(start) == [WELCOME, REGION]  # the welcome and the first question: one message
+    assert_shanghai_result(results[-1][0])
     assert await updates_handled(a) == 5 and await updates_handled(b) == 5
     assert all(d.status == 200 for d in fake.webhook_deliveries)
     assert {d.url for d in fake.webhook_deliveries} == {a.hook, b.hook}
@@ -150,7 +157,7 @@ async def test_two_processes_take_turns_in_one_chat(fake: ft.FakeTelegram, spawn
 async def test_a_restart_in_the_middle_of_a_conversation(fake: ft.FakeTelegram, spawn) -> None:
     first = await spawn()
     chat = Chat(fake, 6002)
-    await chat.say("/start", replies=2)
+    await chat.start()
     await chat.press("上海")
     await chat.press("退休")
     assert_clean_exit(first, await first.terminate())
@@ -175,7 +182,7 @@ async def test_sigterm_finishes_the_update_in_hand(fake: ft.FakeTelegram, spawn)
     answers 200 (so Telegram does not send the update again), and the next process continues."""
     first = await spawn()
     chat = Chat(fake, 6003)
-    await chat.say("/start", replies=2)
+    await chat.start()
 
     release = asyncio.Event()
     send_message = fake._send_message  # the fake's own handler, wrapped to hold replies back
@@ -218,7 +225,7 @@ async def test_the_flood_limit_is_shared_by_the_processes(fake: ft.FakeTelegram,
 
     async def converse() -> None:
         b.route()
-        await calm_chat.say("/start", replies=2)
+        await calm_chat.start()
         a.route()
         assert (await calm_chat.press("上海")) == [t("zh", "prompts.member")]
         b.route()
@@ -228,7 +235,7 @@ async def test_the_flood_limit_is_shared_by_the_processes(fake: ft.FakeTelegram,
     assert statuses == [200] * 30
     texts = fake.sent_texts(flooder)
     assert texts.count(THROTTLED) == 1  # one notice between the two processes
-    assert len(texts) == 5 * 2 + 1  # five answered (two messages each) across both processes, one notice
+    assert_flood_answered(texts)  # five answered (one message each) across both processes, one notice
     assert THROTTLED not in fake.sent_texts(calm)
     assert await updates_handled(a) + await updates_handled(b) == 33
     for process in (a, b):
