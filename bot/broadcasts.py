@@ -145,6 +145,12 @@ if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], A
 return 1
 """
 
+# KEYS inflight, retry; ARGV chat, due_ms. Later, without counting an attempt (the chat's own window is full).
+_DEFER = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) end
+return 1
+"""
+
 # KEYS inflight, pending; ARGV now_ms. Leases that ran out go back to the queue (see the window above).
 _RECLAIM = """
 local flat = redis.call('HGETALL', KEYS[1])
@@ -190,8 +196,10 @@ if tokens < 1 then
   return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
 end
 redis.call('HSET', KEYS[1], 't', tokens - 1, 'ts', now)
+-- a unique member: math.random repeats itself in every script call, so two sends in one ms would count once
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('PEXPIRE', KEYS[1], 60000)
-redis.call('ZADD', KEYS[2], now, now .. '-' .. math.random(1000000))
+redis.call('ZADD', KEYS[2], now, now .. '-' .. seq)
 redis.call('PEXPIRE', KEYS[2], window)
 return 0
 """
@@ -211,6 +219,7 @@ class BroadcastStore:
         self._record = redis.register_script(_RECORD)
         self._retry = redis.register_script(_RETRY)
         self._requeue = redis.register_script(_REQUEUE)
+        self._defer = redis.register_script(_DEFER)
         self._reclaim = redis.register_script(_RECLAIM)
         self._cancel = redis.register_script(_CANCEL)
 
@@ -305,6 +314,10 @@ class BroadcastStore:
 
     async def requeue(self, job: str, chat: str) -> None:
         await self._requeue(keys=self._keys(job, "inflight", "pending"), args=[chat])
+
+    async def defer(self, job: str, chat: str, delay_s: float) -> None:
+        """Give the recipient back until `delay_s` from now (no attempt counted); others go first."""
+        await self._defer(keys=self._keys(job, "inflight", "retry"), args=[chat, _now_ms() + int(delay_s * 1000)])
 
     async def reclaim_expired(self, job: str) -> int:
         return int(await self._reclaim(keys=self._keys(job, "inflight", "pending"), args=[_now_ms()]))
@@ -418,6 +431,10 @@ class BroadcastRunner:
     async def _deliver(self, job: str, chat: str, text: str) -> None:
         while (wait := await self.limiter.wait_ms(chat)) > 0:
             if self._stop.is_set() or wait > 2000:
+                if not self._stop.is_set() and await self.limiter.paused_ms() == 0:
+                    # not a 429 pause but this chat's own window (a group's 20 a minute): the others go on
+                    await self.store.defer(job, chat, wait / 1000)
+                    return
                 await self.store.requeue(job, chat)  # long pause or stopping: give the recipient back
                 if not self._stop.is_set():
                     await asyncio.sleep(min(wait / 1000, 5.0))

@@ -33,7 +33,7 @@ from bot.notices import MAX_TEXT, BadBroadcast, NoticeService
 from bot.telegram import TelegramBridge
 from conversations.replies import Reply
 from conversations.store import SessionKey
-from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, t
+from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, t
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,8 @@ class NoticeCommands:
             for draft, region, draft_lang, text in result.drafts:
                 name = self.service.policies.regions[region].name(lang) if region in self.service.policies.regions \
                     else region
-                await self._say(admin, t(lang, "notices.draft_title", region=name, lang=draft_lang) + "\n\n" + text,
+                title = raw(lang, "notices.draft_title").format(region=name, lang=draft_lang)  # t() has its own `lang`
+                await self._say(admin, title + "\n\n" + text,
                                 [[(t(lang, "notices.draft_approve", region=name), f"draft:ok:{draft}"),
                                   (t(lang, "notices.draft_discard"), f"draft:no:{draft}")]])
 
