@@ -372,7 +372,7 @@ class BroadcastRunner:
         self.on_blocked = on_blocked
         self.on_progress = on_progress
         self.lease_ms = int(lease_s * 1000)
-        self.workers = workers or max(2, min(64, math.ceil(limiter.rate / 8)))
+        self.workers = workers or max(2, min(8, math.ceil(limiter.rate / 8)))
         self.poll_s = poll_s
         self.progress_every_s = progress_every_s
         self._stop = asyncio.Event()
@@ -390,6 +390,9 @@ class BroadcastRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.poll_s)
         await asyncio.gather(*self._jobs.values(), return_exceptions=True)
+        close = getattr(self.send, "aclose", None)
+        if close is not None:
+            await close()
 
     def stop(self) -> None:
         """Stop claiming; the messages in flight finish and are recorded; jobs resume on next start."""

@@ -285,6 +285,8 @@ async def test_sender_maps_telegram_errors(fake: ft.FakeTelegram, bot: Bot) -> N
     plain = telegram_sender(bot, False)
     assert await plain("1", "plain") == Result(Outcome.SENT)
     assert "allow_paid_broadcast" not in fake.calls_of("sendMessage")[-1].params
+    await send.aclose()
+    await plain.aclose()
 
 
 # -- cancelling, several workers ---------------------------------------------------------------------
@@ -325,6 +327,8 @@ async def test_two_runners_on_one_job_send_each_message_once(fake: ft.FakeTelegr
         async def sender(chat: str, message: str) -> Result:
             counts[i][chat] += 1
             return await send(chat, message)
+
+        sender.aclose = send.aclose  # the runner closes its sender when it stops
         return sender
 
     try:
