@@ -9,8 +9,9 @@ its own process (so that its work does not slow the runner's event loop):
 - 1000/s (allow_paid_broadcast) to --fast subscribers (default 10,000: about 10 s).
 
 One BroadcastRunner (the one `yibao serve` runs, with its default number of workers) uses
-telegram_sender (one JSON POST a message to the URL of a python-telegram-bot `Bot`). The sustained rate is measured from the fake's
-own records: successful sends of the job's text, from the first to the last, (n - 1) / (t_last - t_first),
+telegram_sender (one JSON POST a message to the URL of a python-telegram-bot `Bot`). The sustained
+rate is measured from the fake's own records: successful sends of the job's text, from the first to
+the last, (n - 1) / (t_last - t_first),
 so the start-up and the end are not counted. Duplicates and losses are counted from the same records.
 Prints one line per run and exits 0.
 """

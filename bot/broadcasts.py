@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 STATES = ("queued", "sending", "done", "cancelled")
 MAX_ATTEMPTS = 5
+JOB_TTL = 30 * 24 * 3600  # a finished broadcast's record is kept a month, then forgotten
 
 
 class Outcome(Enum):
@@ -283,7 +284,12 @@ class BroadcastStore:
         return sorted(_text(j) for j in await self.redis.smembers(self.active))
 
     async def retire(self, job: str) -> None:
-        await self.redis.srem(self.active, job)
+        """A finished job leaves the active set; its keys (chat ids among them) expire after JOB_TTL."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.srem(self.active, job)
+            for part in ("meta", "pending", "inflight", "retry", "attempts", "done", "progress-lock"):
+                pipe.expire(self.key(job, part), JOB_TTL)
+            await pipe.execute()
 
     async def cancel(self, job: str) -> int:
         """1 cancelled, 0 already finished, -1 no such job."""

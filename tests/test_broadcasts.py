@@ -27,7 +27,16 @@ from telegram import Bot
 from telegram.request import HTTPXRequest
 
 from bot import broadcasts
-from bot.broadcasts import MAX_ATTEMPTS, BroadcastRunner, BroadcastStore, JobStatus, Outcome, RateLimiter, Result
+from bot.broadcasts import (
+    JOB_TTL,
+    MAX_ATTEMPTS,
+    BroadcastRunner,
+    BroadcastStore,
+    JobStatus,
+    Outcome,
+    RateLimiter,
+    Result,
+)
 from bot.store import RedisSessionStore
 from bot.subscriptions import Subscriptions
 from bot.telegram_notices import telegram_sender
@@ -157,6 +166,8 @@ async def test_every_recipient_once_at_the_configured_rate(fake: ft.FakeTelegram
     assert [f.state for f in progress.finals] == ["done"] and progress.finals[0].sent == 40
     # the job is retired; a later runner does not report again
     assert job not in await store.active_jobs()
+    for part in ("meta", "done"):  # the record of who was sent what is forgotten after a while
+        assert 0 < await redis.ttl(store.key(job, part)) <= JOB_TTL
     again = Progress()
     async with running(make_runner(redis, telegram_sender(bot, False), on_progress=again)):
         await asyncio.sleep(0.3)
