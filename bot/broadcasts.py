@@ -19,10 +19,13 @@ Keys (one job's keys share the hash tag `{bc:<id>}`; the job index and the rate 
 Delivery: a worker claims one recipient (pending → inflight, atomically), waits for the rate limiter,
 sends, and records the outcome (inflight → done) — one message in flight per worker.
 
-The one window that cannot be closed: a worker that dies after Telegram accepted its message but
-before the outcome was recorded leaves the recipient in `inflight`; when the lease expires the
-recipient is sent again. So a crash can cause at most one duplicate per worker that was running, and
-never a loss. Everything else (restarts, several processes, 429 storms, cancel) neither loses nor
+The windows that cannot be closed, both on the side of "again" rather than "never":
+- a worker that dies after Telegram accepted its message but before the outcome was recorded leaves
+  the recipient in `inflight`; when the lease expires the recipient is sent again. So a crash causes at
+  most one duplicate per worker that was running (8 a process by default), and never a loss;
+- a request that times out, or a 5xx from a proxy in front of the Bot API, may have been delivered
+  all the same; it is retried (up to MAX_ATTEMPTS), so such an answer can repeat that one message.
+Everything else (restarts, several processes, 429 storms, cancel, a Redis error) neither loses nor
 duplicates a message.
 """
 
@@ -166,6 +169,12 @@ end
 return n
 """
 
+# KEYS pending, retry; ARGV chat
+_DROP = """
+redis.call('LREM', KEYS[1], 0, ARGV[1])
+return redis.call('ZREM', KEYS[2], ARGV[1])
+"""
+
 # KEYS meta; cancels unless finished
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -223,6 +232,7 @@ class BroadcastStore:
         self._defer = redis.register_script(_DEFER)
         self._reclaim = redis.register_script(_RECLAIM)
         self._cancel = redis.register_script(_CANCEL)
+        self._drop = redis.register_script(_DROP)
 
     def key(self, job: str, part: str) -> str:
         return f"{self.prefix}:{{bc:{job}}}:{part}"
@@ -245,6 +255,8 @@ class BroadcastStore:
             pipe.hset(self.key(job, "meta"), mapping=meta)
             for i in range(0, len(recipients), 1000):
                 pipe.rpush(self.key(job, "pending"), *recipients[i:i + 1000])
+            if not recipients:  # done at once, never active: its record expires like a finished one's
+                pipe.expire(self.key(job, "meta"), JOB_TTL)
             await pipe.execute()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self.index, {job: time.time()})
@@ -290,6 +302,11 @@ class BroadcastStore:
             for part in ("meta", "pending", "inflight", "retry", "attempts", "done", "progress-lock"):
                 pipe.expire(self.key(job, part), JOB_TTL)
             await pipe.execute()
+
+    async def drop_recipient(self, chat: str) -> None:
+        """Take a chat out of every job still to send (it asked to be forgotten)."""
+        for job in await self.active_jobs():
+            await self._drop(keys=self._keys(job, "pending", "retry"), args=[chat])
 
     async def cancel(self, job: str) -> int:
         """1 cancelled, 0 already finished, -1 no such job."""
@@ -421,21 +438,37 @@ class BroadcastRunner:
         if status and status.state in ("done", "cancelled"):
             await self.store.retire(job)
             if self.on_progress and await self.store.claim_final_report(job):
-                await self.on_progress(status, True)
+                try:
+                    await self.on_progress(status, True)
+                except Exception:
+                    log.warning("broadcast final report failed", extra={"event": "broadcast", "job": job})
             log.info("broadcast finished", extra={"event": "broadcast", "job": job, "count": status.sent})
 
     async def _worker(self, job: str, text: str) -> None:
+        """Claim, send, record, until the job is done; an error (Redis away a moment) is logged and the
+        worker goes on, so a job never has fewer workers than it should, nor stray ones."""
         while not self._stop.is_set():
-            kind, value = await self.store.claim(job, self.lease_ms)
-            if kind in ("done", "stop"):
-                return
-            if kind == "wait":
-                delay = max(0.05, min(5.0, (int(value or 0) - _now_ms()) / 1000))
+            try:
+                if await self._step(job, text):
+                    return
+            except Exception:
+                log.exception("broadcast worker error; going on", extra={"event": "broadcast", "job": job})
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
-                await self.store.reclaim_expired(job)
-                continue
-            await self._deliver(job, value or "", text)
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+
+    async def _step(self, job: str, text: str) -> bool:
+        """One recipient; True when the job has nothing left for this worker."""
+        kind, value = await self.store.claim(job, self.lease_ms)
+        if kind in ("done", "stop"):
+            return True
+        if kind == "wait":
+            delay = max(0.05, min(5.0, (int(value or 0) - _now_ms()) / 1000))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            await self.store.reclaim_expired(job)
+            return False
+        await self._deliver(job, value or "", text)
+        return False
 
     async def _deliver(self, job: str, chat: str, text: str) -> None:
         while (wait := await self.limiter.wait_ms(chat)) > 0:

@@ -61,7 +61,9 @@ class NoticeService:
         return sorted(set(ids))
 
     async def start(self, text: str, regions: list[str] | None, lang: str | None,
-                    admin_chat: str | None = None) -> JobStatus:
+                    admin_chat: str | None = None, *, by_id: bool = False) -> JobStatus:
+        """Create a broadcast job. `by_id`: `regions` are ids as stored (a draft may name a region the
+        reloaded policies no longer have; its subscribers are still there)."""
         text = text.strip()
         if not text:
             raise BadBroadcast("text is empty")
@@ -69,7 +71,7 @@ class NoticeService:
             raise BadBroadcast(f"text is longer than {MAX_TEXT} characters")
         if lang not in (None, "zh", "en"):
             raise BadBroadcast("lang must be 'zh', 'en' or null")
-        ids = self.region_ids(regions)
+        ids = sorted(set(regions)) if by_id and regions is not None else self.region_ids(regions)
         recipients = await self.subscriptions.recipients(ids, lang)
         job = await self.broadcasts.create(text, sorted(recipients), regions=None if regions is None else ids,
                                            lang=lang, admin_chat=admin_chat)
@@ -106,11 +108,16 @@ class NoticeService:
 
     async def approve(self, draft: str, admin_chat: str | None) -> JobStatus | None:
         """Send a draft to its region's subscribers of its language; None if it is gone."""
-        raw = await self.runtime.redis.getdel(self._draft_key(draft))
+        key = self._draft_key(draft)
+        raw = await self.runtime.redis.getdel(key)  # taken atomically: two admins approving send it once
         if raw is None:
             return None
         data = json.loads(raw)
-        return await self.start(data["text"], [data["region"]], data["lang"], admin_chat)
+        try:
+            return await self.start(data["text"], [data["region"]], data["lang"], admin_chat, by_id=True)
+        except BadBroadcast:
+            await self.runtime.redis.set(key, raw, ex=DRAFT_TTL)  # give it back: the admin may discard it
+            raise
 
     async def discard(self, draft: str) -> bool:
         return bool(await self.runtime.redis.delete(self._draft_key(draft)))

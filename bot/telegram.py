@@ -244,7 +244,7 @@ class TelegramBridge:
                                    link_preview_options=LinkPreviewOptions(is_disabled=True))
 
     @staticmethod
-    async def _answer(query) -> None:
+    async def answer_press(query) -> None:
         """Answer a button press, best effort: Telegram refuses a press answered too late (updates
         waiting through a restart) or twice (the apology after a failed turn); that must not cost the
         person their reply."""
@@ -256,7 +256,7 @@ class TelegramBridge:
     async def _settle_button(self, query, turn: Turn) -> None:
         """Answer the press; mark the question with the choice and retire its keyboard (cosmetic: a
         refused edit is logged, and the replies still go out)."""
-        await self._answer(query)
+        await self.answer_press(query)
         message = query.message
         if message is None or not turn.replies or not getattr(message, "text", None):
             return
@@ -272,7 +272,7 @@ class TelegramBridge:
     async def _throttled(self, update: Update, verdict: Verdict) -> None:
         self.metrics.inc("yibao_throttled_total")
         if update.callback_query:
-            await self._answer(update.callback_query)
+            await self.answer_press(update.callback_query)
         if verdict is Verdict.NOTICE:
             lang = await self._language(update)
             await self.bot.send_message(update.effective_chat.id, t(lang, "errors.throttled"))
@@ -281,7 +281,7 @@ class TelegramBridge:
         try:
             lang = await self._language(update)
             if update.callback_query:
-                await self._answer(update.callback_query)
+                await self.answer_press(update.callback_query)
             await self.bot.send_message(update.effective_chat.id, t(lang, "errors.apology"))
         except Exception:  # the apology itself failed (Telegram down): the log already has the error
             log.warning("could not send the apology", extra={"event": "error"})

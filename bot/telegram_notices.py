@@ -38,6 +38,7 @@ from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, t
 log = logging.getLogger(__name__)
 
 COMPOSE_TTL = 3600
+LIMIT = 4000  # below Telegram's 4096 characters a message
 GONE = ("chat not found", "user is deactivated", "bot was kicked", "group chat was deleted", "chat was deleted")
 
 
@@ -200,6 +201,7 @@ class NoticeCommands:
         """/forget: the user's subscriptions go with the rest of their data."""
         if key.platform == "telegram":
             await self.subs.remove_chat(key.user)
+            await self.service.broadcasts.drop_recipient(key.user)  # not even a notice already queued
 
     # -- buttons ----------------------------------------------------------------------------------
 
@@ -209,7 +211,7 @@ class NoticeCommands:
 
     async def _button(self, update: Update) -> None:
         query = update.callback_query
-        await query.answer()
+        await self.bridge.answer_press(query)
         kind, _, value = (query.data or "").partition(":")
         lang = await self._lang(update)
         chat_id = update.effective_chat.id
@@ -268,30 +270,41 @@ class NoticeCommands:
     async def _reload(self, lang: str) -> None:
         result = await self.service.reload()
         for admin in self.admins:
-            if not result.ok:
-                await self._say(admin, t(lang, "notices.reload_failed", errors="\n".join(result.errors[:20])))
-                continue
-            await self._say(admin, t(lang, "notices.reload_ok", regions=result.regions, changes=result.changes))
-            for draft, region, draft_lang, text in result.drafts:
-                name = self.service.policies.regions[region].name(lang) if region in self.service.policies.regions \
-                    else region
-                title = raw(lang, "notices.draft_title").format(region=name, lang=draft_lang)  # t() has its own `lang`
-                await self._say(admin, title + "\n\n" + text,
-                                [[(t(lang, "notices.draft_approve", region=name), f"draft:ok:{draft}"),
-                                  (t(lang, "notices.draft_discard"), f"draft:no:{draft}")]])
+            try:
+                await self._report_reload(admin, result, lang)
+            except TelegramError:  # an admin who never started the bot, or blocked it: tell the others
+                log.warning("could not tell an admin about the reload", extra={"event": "reload"})
+
+    async def _report_reload(self, admin: int, result, lang: str) -> None:
+        if not result.ok:
+            errors = "\n".join(result.errors[:20])
+            await self._say(admin, t(lang, "notices.reload_failed", errors=errors)[:LIMIT])
+            return
+        await self._say(admin, t(lang, "notices.reload_ok", regions=result.regions, changes=result.changes))
+        for draft, region, draft_lang, text in result.drafts:
+            name = self.service.policies.regions[region].name(lang) if region in self.service.policies.regions \
+                else region
+            title = raw(lang, "notices.draft_title").format(region=name, lang=draft_lang)  # t() has its own `lang`
+            await self._say(admin, (title + "\n\n" + text)[:LIMIT],
+                            [[(t(lang, "notices.draft_approve", region=name), f"draft:ok:{draft}"),
+                              (t(lang, "notices.draft_discard"), f"draft:no:{draft}")]])
 
     async def reload_from_signal(self) -> None:
         """SIGHUP: reload and tell the admins, in Chinese (no chat to take a language from)."""
         try:
             await self._reload(DEFAULT_LANGUAGE)
-        except TelegramError:
-            log.warning("could not tell the admins about the reload", extra={"event": "reload"})
+        except Exception:  # a signal has nobody to apologise to: the log is the report
+            log.exception("reload on SIGHUP failed", extra={"event": "reload"})
 
     async def _draft_button(self, update: Update, value: str, lang: str) -> None:
         action, _, draft = value.partition(":")
         chat_id = update.effective_chat.id
         if action == "ok":
-            status = await self.service.approve(draft, str(chat_id))
+            try:
+                status = await self.service.approve(draft, str(chat_id))
+            except BadBroadcast as bad:
+                await self._say(chat_id, str(bad))
+                return
             if status is None:
                 await self._say(chat_id, t(lang, "notices.draft_gone"))
             else:

@@ -181,6 +181,17 @@ async def test_a_job_without_recipients_is_done_at_once(redis) -> None:
     assert status is not None and (status.state, status.total, status.pending) == ("done", 0, 0)
     assert job not in await store.active_jobs()
     assert await store.cancel(job) == 0 and await store.cancel("no-such-job") == -1
+    assert 0 < await redis.ttl(store.key(job, "meta")) <= JOB_TTL  # its record expires like a finished one's
+
+
+async def test_a_forgotten_chat_leaves_the_jobs_still_to_send(redis) -> None:
+    store = BroadcastStore(redis)
+    job = await store.create("soon", ["1", "2", "3"], regions=None, lang=None)
+    await store.retry_later(job, (await store.claim(job, 60_000))[1], 30)  # "1" waits for a retry
+    await store.drop_recipient("1")
+    await store.drop_recipient("2")
+    assert await store.claim(job, 60_000) == ("chat", "3")
+    assert await redis.zcard(store.key(job, "retry")) == 0
 
 
 # -- Telegram's errors -----------------------------------------------------------------------------
