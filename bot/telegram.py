@@ -274,20 +274,21 @@ class TelegramBridge:
         if update.callback_query:
             await self.answer_press(update.callback_query)
         if verdict is Verdict.NOTICE:
-            lang = await self._language(update)
+            lang = await self.language(self.key(update))
             await self.bot.send_message(update.effective_chat.id, t(lang, "errors.throttled"))
 
     async def _apologise(self, update: Update) -> None:
         try:
-            lang = await self._language(update)
+            lang = await self.language(self.key(update))
             if update.callback_query:
                 await self.answer_press(update.callback_query)
             await self.bot.send_message(update.effective_chat.id, t(lang, "errors.apology"))
         except Exception:  # the apology itself failed (Telegram down): the log already has the error
             log.warning("could not send the apology", extra={"event": "error"})
 
-    async def _language(self, update: Update) -> str:
-        session, _ = await self.runtime.store.load(self.key(update))
+    async def language(self, key: SessionKey) -> str:
+        """The language the person chose in the dialogue (their session), else the default."""
+        session, _ = await self.runtime.store.load(key)
         lang = (session or {}).get("l")
         return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
 

@@ -33,7 +33,7 @@ from bot.notices import MAX_TEXT, BadBroadcast, NoticeService
 from bot.telegram import TelegramBridge
 from conversations.replies import Reply
 from conversations.store import SessionKey
-from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, t
+from conversations.texts import DEFAULT_LANGUAGE, raw, t
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +122,7 @@ class NoticeCommands:
         application.add_handlers(self.handlers(), group=-1)
 
     async def _lang(self, update: Update) -> str:
-        session, _ = await self.bridge.runtime.store.load(self.bridge.key(update))
-        lang = (session or {}).get("l")
-        return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+        return await self.bridge.language(self.bridge.key(update))
 
     async def _say(self, chat_id: int, text: str, buttons: list[list[tuple[str, str]]] | None = None):
         markup = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in row]
@@ -401,7 +399,7 @@ class NoticeCommands:
         """Edit the admin's progress message; at the end, a final report."""
         if not status.admin_chat:
             return
-        lang = await self._admin_lang(status.admin_chat)
+        lang = await self.bridge.language(SessionKey("telegram", status.admin_chat, status.admin_chat))
         values = _status_values(status, lang)
         if final:
             await self._say(int(status.admin_chat), t(lang, "notices.final", **values))
@@ -416,10 +414,6 @@ class NoticeCommands:
         except BadRequest as bad:
             log.debug("progress not edited: %s", bad.message)
 
-    async def _admin_lang(self, chat: str) -> str:
-        session, _ = await self.bridge.runtime.store.load(SessionKey("telegram", chat, chat))
-        lang = (session or {}).get("l")
-        return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
 
 
 def _status_values(status: JobStatus, lang: str) -> dict:

@@ -136,8 +136,8 @@ class Change:
             "visit": self.visit,
             "row": self.row,
             "parameter": self.parameter,
-            "old": None if self.old is None else show_value(self.old),
-            "new": None if self.new is None else show_value(self.new),
+            "old": None if self.old is None else show_value(self.old, self.parameter),
+            "new": None if self.new is None else show_value(self.new, self.parameter),
             "effective": self.effective.isoformat() if self.effective else None,
             "entry_date": self.entry_date.isoformat() if self.entry_date else None,
             "kind": self.kind,
@@ -284,7 +284,7 @@ def _value(param: str, value: Any, lang: str) -> str:
         return texts["band_sep"].join(
             texts["band"].format(above=_amount(b.above, lang), ratio=_value("ratio", b.ratio, lang))
             for b in value)
-    return show_value(value)
+    return show_value(value, param)
 
 
 def _row_text(row: str, lang: str) -> str:
@@ -366,8 +366,8 @@ def format_changes(changes: list[Change], lang: str = "zh") -> str:
     rows = [texts["columns"].split("|")]
     for c in changes:
         where = "/".join(p for p in (c.plan, c.visit, c.row) if p) or ANY
-        old = "—" if c.old is None else show_value(c.old)
-        new = "—" if c.new is None else show_value(c.new)
+        old = "—" if c.old is None else show_value(c.old, c.parameter)
+        new = "—" if c.new is None else show_value(c.new, c.parameter)
         values = "" if c.parameter == ANY else f"{old} → {new}"
         date = c.effective or (f"({c.entry_date})" if c.entry_date else "")
         kind = texts["changed_kind" if c.kind == "changed" else c.kind]

@@ -16,8 +16,9 @@ from functools import cache
 
 from rules.case import FEN, ZERO, CannotEstimate, Case, Estimate, Message, Source, Step, Used
 from rules.loader import load_policies
-from rules.messages import money, percent
+from rules.messages import money
 from rules.policy import UNLIMITED, Band, Entry, Plan, PolicySet, Region, Row, Visit
+from rules.report import show_value
 
 ONE = Decimal(1)
 
@@ -79,7 +80,7 @@ class _Context:
 
     def _unverified(self, name: str, entry: Entry) -> None:
         source = self.region.sources[entry.source].title
-        value = _describe(entry.value, name in RATIO_PARAMETERS)
+        value = show_value(entry.value, name)
         message = Message("unverified", (("parameter", [name]), ("value", value), ("source", source)))
         if message not in self.warnings:
             self.warnings.append(message)
@@ -109,21 +110,6 @@ class _Context:
             if base in value:
                 return value[base]
         raise _Missing([name])
-
-
-RATIO_PARAMETERS = {"ratio", "later_admission_factor", "class_b_self_ratio", "out_of_area_factor",
-                    "supplementary_ratio", "critical_illness_bands"}
-
-
-def _describe(value, is_ratio: bool) -> str:
-    """A parameter value for a warning: ratios as percentages, everything else as money."""
-    if isinstance(value, Decimal):
-        return percent(value) if is_ratio else money(value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_describe(v, is_ratio)}" for k, v in value.items())
-    if isinstance(value, tuple):
-        return "; ".join(f">{money(b.above)}: {_describe(b.ratio, True)}" for b in value)
-    return str(value)
 
 
 # -- choosing the rule ---------------------------------------------------------------------

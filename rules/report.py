@@ -83,16 +83,23 @@ def estimate_text(result: Estimate | CannotEstimate, policies: PolicySet, lang: 
     return "\n".join(lines)
 
 
-def show_value(value: Any) -> str:
-    """A parameter value as one short line: 630,000.00 · 85% · 1: 65%, 2: 60% · >0: 90%; >30,000.00: 95%."""
+RATIO_PARAMETERS = frozenset({"ratio", "later_admission_factor", "class_b_self_ratio", "out_of_area_factor",
+                              "supplementary_ratio", "critical_illness_bands"})
+
+
+def show_value(value: Any, parameter: str) -> str:
+    """A parameter's value as one short line: 630,000.00 · 85% · 1: 65%, 2: 60% · >0.00: 90%; >30,000.00: 95%.
+
+    Whether a number is a share or an amount comes from the parameter, never from its size
+    (a deductible of 1 yuan is not 100%)."""
     if value is UNLIMITED:
         return "unlimited"
     if isinstance(value, Decimal):
-        return percent(value) if value <= 1 and value != value.to_integral() else money(value)
+        return percent(value) if parameter in RATIO_PARAMETERS else money(value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {show_value(v)}" for k, v in value.items())
+        return ", ".join(f"{k}: {show_value(v, parameter)}" for k, v in value.items())
     if isinstance(value, tuple) and value and isinstance(value[0], Band):
-        return "; ".join(f">{money(b.above)}: {show_value(b.ratio)}" for b in value)
+        return "; ".join(f">{money(b.above)}: {show_value(b.ratio, 'ratio')}" for b in value)
     return str(value)
 
 
@@ -103,7 +110,7 @@ def _node_lines(node: Node, day: dt.date, lang: str, indent: str) -> list[str]:
         if entry is None:
             continue
         flag = "" if entry.confidence == "confirmed" else f" [{entry.confidence}]"
-        lines.append(f"{indent}{name(key, lang)}: {show_value(entry.value)}  (since {entry.start}, "
+        lines.append(f"{indent}{name(key, lang)}: {show_value(entry.value, key)}  (since {entry.start}, "
                      f"{entry.source}){flag}")
     return lines
 
