@@ -37,8 +37,9 @@ from redis_server import RedisTestServer  # noqa: E402
 from telegram import Bot  # noqa: E402
 from telegram.request import HTTPXRequest  # noqa: E402
 
-from bot.broadcasts import BroadcastRunner, BroadcastStore, RateLimiter  # noqa: E402
-from bot.telegram_notices import telegram_sender  # noqa: E402
+from bot.notices.jobs import BroadcastStore  # noqa: E402
+from bot.notices.sending import BroadcastRunner, RateLimiter  # noqa: E402
+from bot.notices.telegram_sender import telegram_sender  # noqa: E402
 
 # -- the fake, in its own process ------------------------------------------------------------------------
 

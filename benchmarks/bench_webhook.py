@@ -120,7 +120,7 @@ async def role_echo(port: int, base_url: str) -> None:
     await application.initialize()
     await application.start()
     await application.bot.set_webhook(f"http://127.0.0.1:{port}/telegram", secret_token=SECRET)
-    from bot.serving import run_site, stop_event_on_signals
+    from bot.lifecycle import run_site, stop_event_on_signals
 
     await run_site(app, "127.0.0.1", port, stop_event_on_signals())
     await application.stop()

@@ -130,8 +130,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from bot.channels.terminal import run_chat
     from bot.runtime import open_runtime
-    from bot.terminal import run_chat
 
     async def chat() -> int:
         async with open_runtime(_settings(args)) as runtime:
@@ -141,13 +141,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bot.serve import run_serve
+    from bot.app import run_serve
 
     return asyncio.run(run_serve(Settings.from_env(policy_dir=args.policy_dir)))
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from bot.web import run_web
+    from bot.channels.web import run_web
 
     overrides = {"host": args.host, "port": args.port, "web_chat": True}
     return asyncio.run(run_web(Settings.from_env(policy_dir=args.policy_dir, **overrides)))

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from bot.config import Settings
 from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError, default_data_dir
+from bot.redis_client import connect
 from bot.store import RedisSessionStore
 from conversations.dialogue import Dialogue, Effect
 from rules.loader import PolicyErrors, load_policies, policy_dir
@@ -62,7 +63,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     policies = load_policy_set(settings)
     embedded = None if settings.redis_url else start_embedded(settings)
     url = settings.redis_url or embedded.url  # type: ignore[union-attr]
-    redis = aioredis.from_url(url, health_check_interval=30)
+    redis = connect(url)
     try:
         try:
             await redis.ping()

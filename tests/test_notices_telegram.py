@@ -22,9 +22,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.notices import MAX_TEXT
+from bot.notices.service import MAX_TEXT
+from bot.notices.subscriptions import Subscriptions
 from bot.store import RedisSessionStore
-from bot.subscriptions import Subscriptions
 from conversations.texts import raw, t
 from tests import fake_telegram as ft
 from tests.test_telegram import Chat, _restore_logging, base_env, full_estimate_by_buttons, serving  # noqa: F401

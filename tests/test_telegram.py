@@ -25,9 +25,9 @@ import aiohttp
 import pytest
 from redis_server import RedisTestServer
 
+from bot.app import run_serve
+from bot.channels.telegram import COMMANDS, MERGE_LIMIT, html_chunks, merge_replies
 from bot.config import Settings
-from bot.serve import run_serve
-from bot.telegram import COMMANDS, MERGE_LIMIT, html_chunks, merge_replies
 from conversations.replies import Button, Reply
 from conversations.texts import t
 from tests import fake_telegram as ft

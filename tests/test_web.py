@@ -1,4 +1,4 @@
-"""The web chat's page and JSON API (bot/web.py), against a real redis-server (see conftest.py)."""
+"""The web chat's page and JSON API (bot/channels/web.py), against a real redis-server (see conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.channels.web import COOKIE, IP_FACTOR, MAX_BODY, add_web_chat, build_web_app
 from bot.config import Settings
+from bot.http_app import build_app
 from bot.metrics import Metrics
 from bot.runtime import Runtime, open_runtime
-from bot.server import build_app
-from bot.web import COOKIE, IP_FACTOR, MAX_BODY, add_web_chat, build_web_app
 
 JSON = {"Content-Type": "application/json"}
 

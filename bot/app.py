@@ -1,4 +1,5 @@
-"""`yibao serve`: the Telegram bot, by long polling or by webhook, with the HTTP endpoints beside it.
+"""The assembly: `yibao serve` puts the whole bot together here, top to bottom — the Telegram bot (long
+polling or webhook), the HTTP endpoints beside it, the web chat, the admin API and the broadcast runner.
 
 Order matters and is kept in one function: policies and Redis first (a bad policy set or an absent
 Redis stops the start with a reason), then the Bot API (commands menu, webhook), then the HTTP
@@ -15,17 +16,19 @@ import sys
 from telegram.error import InvalidToken, NetworkError, TelegramError
 
 from bot import logs
-from bot.admin_api import add_admin_api
-from bot.broadcasts import BroadcastRunner, BroadcastStore, RateLimiter
+from bot.channels.telegram import ALLOWED_UPDATES, add_webhook_route, build_application, register_commands
 from bot.config import Settings
+from bot.http_app import build_app
+from bot.lifecycle import run_site, stop_event_on_signals
 from bot.metrics import Metrics
-from bot.notices import NoticeService
+from bot.notices.admin_api import add_admin_api
+from bot.notices.jobs import BroadcastStore
+from bot.notices.sending import BroadcastRunner, RateLimiter
+from bot.notices.service import NoticeService
+from bot.notices.subscriptions import Subscriptions
+from bot.notices.telegram_admin import NoticeCommands
+from bot.notices.telegram_sender import telegram_sender
 from bot.runtime import StartError, open_runtime
-from bot.server import build_app
-from bot.serving import run_site, stop_event_on_signals
-from bot.subscriptions import Subscriptions
-from bot.telegram import ALLOWED_UPDATES, add_webhook_route, build_application, register_commands
-from bot.telegram_notices import NoticeCommands, telegram_sender
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ async def run_serve(settings: Settings) -> int:
         if settings.admin_token:
             add_admin_api(app, notices, settings.admin_token.value)
         if settings.web_chat:
-            from bot.web import add_web_chat
+            from bot.channels.web import add_web_chat
 
             add_web_chat(app)
         try:

@@ -1,7 +1,6 @@
-"""Telegram commands for policy-change notices: subscriptions for everyone, broadcasts for admins.
+"""Telegram commands for policy-change notices: broadcasts for admins (subscriptions for everyone are in
+`bot.notices.telegram_subscriptions`, which this class extends).
 
-- /subscribe [REGION], /unsubscribe [REGION], /subscriptions — and the "notify me" button after an
-  estimate (the dialogue's `subscribe` effect).
 - Admins (ADMIN_IDS): /broadcast → text → target → preview with the recipient count → confirm;
   /broadcasts lists recent ones (with a cancel button while they run); /reload reloads the policies
   and sends each admin a ready-to-approve notice per changed region and language.
@@ -15,8 +14,7 @@ from __future__ import annotations
 import json
 import logging
 
-import aiohttp
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
+from telegram import Update
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
@@ -28,9 +26,10 @@ from telegram.ext import (
     filters,
 )
 
-from bot.broadcasts import JobStatus, Outcome, Result, eta_seconds, progress_bar
-from bot.notices import MAX_TEXT, BadBroadcast, NoticeService
-from bot.telegram import TelegramBridge
+from bot.notices.jobs import JobStatus
+from bot.notices.sending import eta_seconds, progress_bar
+from bot.notices.service import MAX_TEXT, BadBroadcast
+from bot.notices.telegram_subscriptions import SubscriptionCommands
 from conversations.replies import Reply
 from conversations.store import SessionKey
 from conversations.texts import DEFAULT_LANGUAGE, raw, t
@@ -39,70 +38,10 @@ log = logging.getLogger(__name__)
 
 COMPOSE_TTL = 3600
 LIMIT = 4000  # below Telegram's 4096 characters a message
-GONE = ("chat not found", "user is deactivated", "bot was kicked", "group chat was deleted", "chat was deleted")
 
 
-class BotApiSender:
-    """Sends broadcast messages with one plain JSON POST each to the Bot API that `bot` talks to.
-
-    Broadcasts go around python-telegram-bot's `Bot.send_message` on purpose: building and parsing a
-    `Message` for each of thousands of notices costs about 1 ms of CPU a message (measured against our
-    fake Bot API: 1.4 vs 0.3 ms), which caps one process far below the 1000/s of paid broadcasts.
-    Telegram's answer becomes an `Outcome` the runner acts on.
-    """
-
-    def __init__(self, bot, allow_paid: bool, timeout_s: float = 20.0):
-        self.url = f"{bot.base_url}/sendMessage"
-        self.allow_paid = allow_paid
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __call__(self, chat: str, text: str) -> Result:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        body = {"chat_id": int(chat), "text": text, "link_preview_options": {"is_disabled": True}}
-        if self.allow_paid:
-            body["allow_paid_broadcast"] = True
-        try:
-            async with self._session.post(self.url, json=body) as response:
-                status = response.status
-                answer = await response.json(content_type=None) if status < 500 else {}
-        except (TimeoutError, aiohttp.ClientError, ValueError):
-            return Result(Outcome.TRANSIENT)
-        return _outcome(status, answer if isinstance(answer, dict) else {})
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _outcome(status: int, answer: dict) -> Result:
-    if status == 200 and answer.get("ok"):
-        return Result(Outcome.SENT)
-    if status == 429:
-        retry = (answer.get("parameters") or {}).get("retry_after", 1)
-        return Result(Outcome.RETRY_AFTER, float(retry))
-    if status >= 500:
-        return Result(Outcome.TRANSIENT)
-    description = str(answer.get("description", "")).lower()
-    if status == 403 or (status == 400 and any(g in description for g in GONE)):
-        return Result(Outcome.BLOCKED)
-    return Result(Outcome.FAILED)
-
-
-def telegram_sender(bot, allow_paid: bool) -> BotApiSender:
-    return BotApiSender(bot, allow_paid)
-
-
-class NoticeCommands:
-    def __init__(self, service: NoticeService, bridge: TelegramBridge, admin_ids: frozenset[int]):
-        self.service = service
-        self.bridge = bridge
-        self.admins = admin_ids
-        self.subs = service.subscriptions
-
-    # -- plumbing ---------------------------------------------------------------------------
+class NoticeCommands(SubscriptionCommands):
+    """The admins' commands: /broadcast composer, /broadcasts, /reload and the drafted notices."""
 
     def handlers(self) -> list:
         admins = filters.User(user_id=list(self.admins)) if self.admins else None
@@ -120,86 +59,6 @@ class NoticeCommands:
 
     def add_to(self, application: Application) -> None:
         application.add_handlers(self.handlers(), group=-1)
-
-    async def _lang(self, update: Update) -> str:
-        return await self.bridge.language(self.bridge.key(update))
-
-    async def _say(self, chat_id: int, text: str, buttons: list[list[tuple[str, str]]] | None = None):
-        markup = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in row]
-                                       for row in buttons]) if buttons else None
-        return await self.bridge.bot.send_message(chat_id, text, reply_markup=markup,
-                                                  link_preview_options=LinkPreviewOptions(is_disabled=True))
-
-    def _region_names(self, lang: str) -> str:
-        sep = ", " if lang == "en" else "、"
-        return sep.join(r.name(lang) for r in sorted(self.service.policies, key=lambda r: r.id))
-
-    def _region_buttons(self, prefix: str, regions: list[str], lang: str) -> list[list[tuple[str, str]]]:
-        names = [(self.service.policies.regions[r].name(lang), f"{prefix}:{r}") for r in regions
-                 if r in self.service.policies.regions]
-        return [names[i:i + 3] for i in range(0, len(names), 3)]
-
-    def is_admin(self, update: Update) -> bool:
-        return bool(update.effective_user) and update.effective_user.id in self.admins
-
-    # -- subscriptions --------------------------------------------------------------------------
-
-    async def on_subscription_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self.bridge.guarded(update, lambda: self._subscription_command(update))
-        raise ApplicationHandlerStop
-
-    async def _subscription_command(self, update: Update) -> None:
-        lang = await self._lang(update)
-        text = update.effective_message.text or ""
-        command, _, argument = text[1:].partition(" ")
-        command = command.split("@")[0].lower()
-        chat = str(update.effective_chat.id)
-        if command == "subscriptions":
-            regions = await self.subs.regions_of(chat)
-            names = ", ".join(self.service.policies.regions[r].name(lang) for r in regions
-                              if r in self.service.policies.regions)
-            await self._say(update.effective_chat.id, t(lang, "notices.list", regions=names) if names
-                            else t(lang, "notices.none"))
-            return
-        if not argument.strip():
-            if command == "subscribe":
-                await self._say(update.effective_chat.id, t(lang, "notices.subscribe_choose"),
-                                self._region_buttons("sub", sorted(self.service.policies.regions), lang))
-            else:
-                regions = await self.subs.regions_of(chat)
-                if not regions:
-                    await self._say(update.effective_chat.id, t(lang, "notices.none"))
-                else:
-                    await self._say(update.effective_chat.id, t(lang, "notices.unsubscribe_choose"),
-                                    self._region_buttons("unsub", regions, lang))
-            return
-        region = self.service.policies.find(argument.strip())
-        if region is None:
-            await self._say(update.effective_chat.id, t(lang, "notices.unknown_region", region=argument.strip()[:40],
-                                                        regions=self._region_names(lang)))
-            return
-        await self._toggle(update.effective_chat.id, command == "subscribe", region.id, lang)
-
-    async def _toggle(self, chat_id: int, subscribe: bool, region_id: str, lang: str) -> None:
-        name = self.service.policies.regions[region_id].name(lang)
-        if subscribe:
-            added = await self.subs.subscribe(str(chat_id), region_id, lang)
-            await self._say(chat_id, t(lang, "notices.subscribed" if added else "notices.already", region=name))
-        else:
-            removed = await self.subs.unsubscribe(str(chat_id), region_id)
-            await self._say(chat_id, t(lang, "notices.unsubscribed" if removed else "notices.not_subscribed",
-                                       region=name))
-
-    async def subscribe_effect(self, key: SessionKey, region_id: str, lang: str) -> None:
-        """The dialogue's "notify me" button after an estimate."""
-        if key.platform == "telegram" and region_id in self.service.policies.regions:
-            await self._toggle(int(key.chat), True, region_id, lang)
-
-    async def forget_effect(self, key: SessionKey, argument: str, lang: str) -> None:
-        """/forget: the user's subscriptions go with the rest of their data."""
-        if key.platform == "telegram":
-            await self.subs.remove_chat(key.user)
-            await self.service.broadcasts.drop_recipient(key.user)  # not even a notice already queued
 
     # -- buttons ----------------------------------------------------------------------------------
 
@@ -422,4 +281,4 @@ def _status_values(status: JobStatus, lang: str) -> dict:
             "failed": status.failed, "pending": status.pending, "total": status.total}
 
 
-__all__ = ["NoticeCommands", "Reply", "telegram_sender"]
+__all__ = ["NoticeCommands", "Reply"]

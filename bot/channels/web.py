@@ -1,4 +1,4 @@
-"""The browser chat: a page at `/chat` (plain HTML, CSS and one small script from `bot/static/`) and
+"""The browser chat: a page at `/chat` (plain HTML, CSS and one small script from `bot/channels/static/`) and
 the JSON API it talks to at `POST /api/chat`.
 
 `add_web_chat(app)` adds both to the one aiohttp application (the caller decides whether WEB_CHAT is
@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bot import logs
+from bot.http_app import METRICS, RUNTIME, build_app
+from bot.lifecycle import run_site, stop_event_on_signals
 from bot.metrics import Metrics
 from bot.runtime import Runtime, open_runtime
-from bot.server import METRICS, RUNTIME, build_app
-from bot.serving import run_site, stop_event_on_signals
 from bot.throttle import Throttle, Verdict
 from conversations.dialogue import COMMANDS, MAX_TEXT
 from conversations.replies import Incoming, Reply, Turn

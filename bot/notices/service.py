@@ -1,6 +1,6 @@
 """Policy-change notices: who subscribed, starting a broadcast, and drafts made from a policy reload.
 
-Shared by the Telegram commands (`bot.telegram_notices`) and the HTTP admin API (`bot.admin_api`), so
+Shared by the Telegram commands (`bot.notices.telegram_admin`) and the HTTP admin API (`bot.notices.admin_api`), so
 a broadcast means the same thing whichever way an admin starts it.
 """
 
@@ -11,9 +11,9 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from bot.broadcasts import BroadcastStore, JobStatus
+from bot.notices.jobs import BroadcastStore, JobStatus
+from bot.notices.subscriptions import Subscriptions
 from bot.runtime import Runtime
-from bot.subscriptions import Subscriptions
 from rules.loader import PolicyErrors, load_policies
 from rules.policy import PolicySet
 

@@ -29,14 +29,11 @@ Everything else (restarts, several processes, 429 storms, cancel, a Redis error)
 duplicates a message.
 """
 
+
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import math
-import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -184,38 +181,8 @@ redis.call('HSET', KEYS[1], 'state', 'cancelled')
 return 1
 """
 
-# KEYS bucket, chat window, pause; ARGV now_ms, rate, burst, is_group, chat_limit, window_ms
-# Returns 0 when a message may go now (and counts it), else the milliseconds to wait.
-_ACQUIRE = """
-local now = tonumber(ARGV[1])
-local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pause > now then return pause - now end
-local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-if redis.call('ZCARD', KEYS[2]) >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return math.max(1, tonumber(oldest[2]) + window - now)
-end
-local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
-local b = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens = tonumber(b[1]) or burst
-local ts = tonumber(b[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-if tokens < 1 then
-  redis.call('HSET', KEYS[1], 't', tokens, 'ts', now)
-  return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
-end
-redis.call('HSET', KEYS[1], 't', tokens - 1, 'ts', now)
--- a unique member: math.random repeats itself in every script call, so two sends in one ms would count once
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('PEXPIRE', KEYS[1], 60000)
-redis.call('ZADD', KEYS[2], now, now .. '-' .. seq)
-redis.call('PEXPIRE', KEYS[2], window)
-return 0
-"""
 
-
-def _text(value) -> str:
+def text_of(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -277,7 +244,7 @@ class BroadcastStore:
             meta, pending, inflight, retry = await pipe.execute()
         if not meta:
             return None
-        m = {_text(k): _text(v) for k, v in meta.items()}
+        m = {text_of(k): text_of(v) for k, v in meta.items()}
         return JobStatus(
             id=job, state=m["state"], total=int(m["total"]), sent=int(m.get("sent", 0)),
             blocked=int(m.get("blocked", 0)), failed=int(m.get("failed", 0)),
@@ -288,12 +255,12 @@ class BroadcastStore:
         )
 
     async def recent(self, count: int = 10) -> list[JobStatus]:
-        ids = [_text(j) for j in await self.redis.zrevrange(self.index, 0, count - 1)]
+        ids = [text_of(j) for j in await self.redis.zrevrange(self.index, 0, count - 1)]
         found = [await self.status(j) for j in ids]
         return [s for s in found if s]
 
     async def active_jobs(self) -> list[str]:
-        return sorted(_text(j) for j in await self.redis.smembers(self.active))
+        return sorted(text_of(j) for j in await self.redis.smembers(self.active))
 
     async def retire(self, job: str) -> None:
         """A finished job leaves the active set; its keys (chat ids among them) expire after JOB_TTL."""
@@ -318,16 +285,16 @@ class BroadcastStore:
     async def claim(self, job: str, lease_ms: int) -> tuple[str, str | None]:
         """('chat', id) to send to; ('wait', due_ms) when only retries remain; ('done'|'stop', None)."""
         reply = await self._claim(keys=self._keys(job, "meta", "pending", "inflight", "retry", "done"),
-                                  args=[_now_ms(), lease_ms])
-        kind = _text(reply[0])
-        return kind, _text(reply[1]) if len(reply) > 1 else None
+                                  args=[now_ms(), lease_ms])
+        kind = text_of(reply[0])
+        return kind, text_of(reply[1]) if len(reply) > 1 else None
 
     async def record(self, job: str, chat: str, outcome: Outcome) -> None:
         await self._record(keys=self._keys(job, "meta", "inflight", "done"), args=[chat, outcome.value])
 
     async def retry_later(self, job: str, chat: str, delay_s: float) -> bool:
         """Schedule another attempt; False when attempts ran out and the recipient counts as failed."""
-        due = _now_ms() + int(delay_s * 1000)
+        due = now_ms() + int(delay_s * 1000)
         keys = self._keys(job, "inflight", "retry", "attempts", "done", "meta")
         return bool(await self._retry(keys=keys, args=[chat, due, MAX_ATTEMPTS]))
 
@@ -340,194 +307,12 @@ class BroadcastStore:
 
     async def defer(self, job: str, chat: str, delay_s: float) -> None:
         """Give the recipient back until `delay_s` from now (no attempt counted); others go first."""
-        await self._defer(keys=self._keys(job, "inflight", "retry"), args=[chat, _now_ms() + int(delay_s * 1000)])
+        await self._defer(keys=self._keys(job, "inflight", "retry"), args=[chat, now_ms() + int(delay_s * 1000)])
 
     async def reclaim_expired(self, job: str) -> int:
-        return int(await self._reclaim(keys=self._keys(job, "inflight", "pending"), args=[_now_ms()]))
+        return int(await self._reclaim(keys=self._keys(job, "inflight", "pending"), args=[now_ms()]))
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)
 
-
-class RateLimiter:
-    """Telegram's limits, shared by every process: a global rate, 1 message a second per chat and
-    20 a minute per group, and a pause for everyone after a 429."""
-
-    def __init__(self, redis: aioredis.Redis, rate: float, prefix: str = "yibao"):
-        self.redis = redis
-        self.rate = rate
-        self.burst = max(1.0, rate / 10)
-        self.prefix = prefix
-        self._acquire = redis.register_script(_ACQUIRE)
-
-    def _key(self, part: str) -> str:
-        return f"{self.prefix}:{{bcrate}}:{part}"
-
-    async def wait_ms(self, chat: str) -> int:
-        """0 if a message to `chat` may go now (it is counted), else how long to wait."""
-        group = chat.startswith("-")
-        limit, window = (20, 60_000) if group else (1, 1_000)
-        return int(await self._acquire(
-            keys=[self._key("bucket"), self._key(f"chat:{chat}"), self._key("pause")],
-            args=[_now_ms(), self.rate, self.burst, int(group), limit, window]))
-
-    async def pause(self, seconds: float) -> None:
-        until = _now_ms() + int(seconds * 1000)
-        await self.redis.set(self._key("pause"), until, px=int(seconds * 1000) + 1000)
-
-    async def paused_ms(self) -> int:
-        until = int(await self.redis.get(self._key("pause")) or 0)
-        return max(0, until - _now_ms())
-
-
-class BroadcastRunner:
-    """Works on every active job in the background of a bot process, together with other processes."""
-
-    def __init__(self, store: BroadcastStore, limiter: RateLimiter, send: Sender, *,
-                 on_blocked: Callable[[str], Awaitable[None]] | None = None,
-                 on_progress: Callable[[JobStatus, bool], Awaitable[None]] | None = None,
-                 lease_s: float = 120.0, workers: int | None = None, poll_s: float = 1.0,
-                 progress_every_s: float = 3.0):
-        self.store = store
-        self.limiter = limiter
-        self.send = send
-        self.on_blocked = on_blocked
-        self.on_progress = on_progress
-        self.lease_ms = int(lease_s * 1000)
-        self.workers = workers or max(2, min(8, math.ceil(limiter.rate / 8)))
-        self.poll_s = poll_s
-        self.progress_every_s = progress_every_s
-        self._stop = asyncio.Event()
-        self._jobs: dict[str, asyncio.Task] = {}
-
-    async def run(self) -> None:
-        """Until `stop()`: pick up active jobs, work on them, report progress."""
-        while not self._stop.is_set():
-            try:
-                for job in await self.store.active_jobs():
-                    if job not in self._jobs or self._jobs[job].done():
-                        self._jobs[job] = asyncio.create_task(self._job(job), name=f"broadcast {job}")
-            except Exception:
-                log.exception("broadcast runner: cannot read the jobs", extra={"event": "broadcast"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.poll_s)
-        await asyncio.gather(*self._jobs.values(), return_exceptions=True)
-        close = getattr(self.send, "aclose", None)
-        if close is not None:
-            await close()
-
-    def stop(self) -> None:
-        """Stop claiming; the messages in flight finish and are recorded; jobs resume on next start."""
-        self._stop.set()
-
-    async def _job(self, job: str) -> None:
-        await self.store.reclaim_expired(job)
-        status = await self.store.status(job)
-        if status is None:
-            await self.store.retire(job)
-            return
-        progress = asyncio.create_task(self._progress(job))
-        try:
-            await asyncio.gather(*(self._worker(job, status.text) for _ in range(self.workers)))
-        finally:
-            progress.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await progress
-        status = await self.store.status(job)
-        if status and status.state in ("done", "cancelled"):
-            await self.store.retire(job)
-            if self.on_progress and await self.store.claim_final_report(job):
-                try:
-                    await self.on_progress(status, True)
-                except Exception:
-                    log.warning("broadcast final report failed", extra={"event": "broadcast", "job": job})
-            log.info("broadcast finished", extra={"event": "broadcast", "job": job, "count": status.sent})
-
-    async def _worker(self, job: str, text: str) -> None:
-        """Claim, send, record, until the job is done; an error (Redis away a moment) is logged and the
-        worker goes on, so a job never has fewer workers than it should, nor stray ones."""
-        while not self._stop.is_set():
-            try:
-                if await self._step(job, text):
-                    return
-            except Exception:
-                log.exception("broadcast worker error; going on", extra={"event": "broadcast", "job": job})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
-
-    async def _step(self, job: str, text: str) -> bool:
-        """One recipient; True when the job has nothing left for this worker."""
-        kind, value = await self.store.claim(job, self.lease_ms)
-        if kind in ("done", "stop"):
-            return True
-        if kind == "wait":
-            delay = max(0.05, min(5.0, (int(value or 0) - _now_ms()) / 1000))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
-            await self.store.reclaim_expired(job)
-            return False
-        await self._deliver(job, value or "", text)
-        return False
-
-    async def _deliver(self, job: str, chat: str, text: str) -> None:
-        while (wait := await self.limiter.wait_ms(chat)) > 0:
-            if self._stop.is_set() or wait > 2000:
-                if not self._stop.is_set() and await self.limiter.paused_ms() == 0:
-                    # not a 429 pause but this chat's own window (a group's 20 a minute): the others go on
-                    await self.store.defer(job, chat, wait / 1000)
-                    return
-                await self.store.requeue(job, chat)  # long pause or stopping: give the recipient back
-                if not self._stop.is_set():
-                    await asyncio.sleep(min(wait / 1000, 5.0))
-                return
-            await asyncio.sleep(wait / 1000)
-        result = await self.send(chat, text)
-        await self._settle(job, chat, result)
-
-    async def _settle(self, job: str, chat: str, result: Result) -> None:
-        if result.outcome in (Outcome.SENT, Outcome.FAILED):
-            await self.store.record(job, chat, result.outcome)
-        elif result.outcome is Outcome.BLOCKED:
-            await self.store.record(job, chat, Outcome.BLOCKED)
-            if self.on_blocked:
-                await self.on_blocked(chat)
-        elif result.outcome is Outcome.RETRY_AFTER:
-            await self.limiter.pause(result.retry_after)
-            await self.store.requeue(job, chat)
-            log.warning("broadcast paused %.0f s by a 429", result.retry_after, extra={"event": "broadcast"})
-        else:
-            await self.store.retry_later(job, chat, 0.5 * 2 ** random.uniform(0, 3))
-
-    async def _progress_turn(self, job: str) -> bool:
-        """Only one process reports a job's progress at a time."""
-        key = self.store.key(job, "progress-lock")
-        token = f"{id(self)}"
-        got = await self.store.redis.set(key, token, nx=True, px=int(self.progress_every_s * 3000))
-        if got:
-            return True
-        return _text(await self.store.redis.get(key)) == token and bool(
-            await self.store.redis.pexpire(key, int(self.progress_every_s * 3000)))
-
-    async def _progress(self, job: str) -> None:
-        if not self.on_progress:
-            return
-        while True:
-            await asyncio.sleep(self.progress_every_s)
-            status = await self.store.status(job)
-            if status and await self._progress_turn(job):
-                try:
-                    await self.on_progress(status, False)
-                except Exception:
-                    log.warning("broadcast progress message failed", extra={"event": "broadcast", "job": job})
-
-
-def progress_bar(status: JobStatus, width: int = 20) -> str:
-    done = status.sent + status.blocked + status.failed
-    share = done / status.total if status.total else 1.0
-    filled = round(share * width)
-    return "█" * filled + "░" * (width - filled) + f" {share:.0%}"
-
-
-def eta_seconds(status: JobStatus, rate: float) -> int:
-    return math.ceil(status.pending / rate) if rate > 0 else 0

@@ -17,7 +17,7 @@ import secrets
 
 from aiohttp import web
 
-from bot.notices import BadBroadcast, NoticeService
+from bot.notices.service import BadBroadcast, NoticeService
 
 NOTICES = web.AppKey("notices", NoticeService)
 TOKEN = web.AppKey("admin_token", str)

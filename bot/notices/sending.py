@@ -1,0 +1,236 @@
+"""Sending broadcasts: the shared rate limiter (Telegram's limits, counted in Redis for every process)
+and the runner whose workers claim recipients from the job store, wait their turn and record outcomes.
+
+See `bot.notices.jobs` for the keys and the delivery guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from bot.notices.jobs import BroadcastStore, JobStatus, Outcome, Result, Sender, now_ms, text_of
+
+log = logging.getLogger(__name__)
+
+
+# KEYS bucket, chat window, pause; ARGV now_ms, rate, burst, is_group, chat_limit, window_ms
+# Returns 0 when a message may go now (and counts it), else the milliseconds to wait.
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
+if pause > now then return pause - now end
+local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+if redis.call('ZCARD', KEYS[2]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(b[1]) or burst
+local ts = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+if tokens < 1 then
+  redis.call('HSET', KEYS[1], 't', tokens, 'ts', now)
+  return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+end
+redis.call('HSET', KEYS[1], 't', tokens - 1, 'ts', now)
+-- a unique member: math.random repeats itself in every script call, so two sends in one ms would count once
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('PEXPIRE', KEYS[1], 60000)
+redis.call('ZADD', KEYS[2], now, now .. '-' .. seq)
+redis.call('PEXPIRE', KEYS[2], window)
+return 0
+"""
+
+
+
+class RateLimiter:
+    """Telegram's limits, shared by every process: a global rate, 1 message a second per chat and
+    20 a minute per group, and a pause for everyone after a 429."""
+
+    def __init__(self, redis: aioredis.Redis, rate: float, prefix: str = "yibao"):
+        self.redis = redis
+        self.rate = rate
+        self.burst = max(1.0, rate / 10)
+        self.prefix = prefix
+        self._acquire = redis.register_script(_ACQUIRE)
+
+    def _key(self, part: str) -> str:
+        return f"{self.prefix}:{{bcrate}}:{part}"
+
+    async def wait_ms(self, chat: str) -> int:
+        """0 if a message to `chat` may go now (it is counted), else how long to wait."""
+        group = chat.startswith("-")
+        limit, window = (20, 60_000) if group else (1, 1_000)
+        return int(await self._acquire(
+            keys=[self._key("bucket"), self._key(f"chat:{chat}"), self._key("pause")],
+            args=[now_ms(), self.rate, self.burst, int(group), limit, window]))
+
+    async def pause(self, seconds: float) -> None:
+        until = now_ms() + int(seconds * 1000)
+        await self.redis.set(self._key("pause"), until, px=int(seconds * 1000) + 1000)
+
+    async def paused_ms(self) -> int:
+        until = int(await self.redis.get(self._key("pause")) or 0)
+        return max(0, until - now_ms())
+
+
+class BroadcastRunner:
+    """Works on every active job in the background of a bot process, together with other processes."""
+
+    def __init__(self, store: BroadcastStore, limiter: RateLimiter, send: Sender, *,
+                 on_blocked: Callable[[str], Awaitable[None]] | None = None,
+                 on_progress: Callable[[JobStatus, bool], Awaitable[None]] | None = None,
+                 lease_s: float = 120.0, workers: int | None = None, poll_s: float = 1.0,
+                 progress_every_s: float = 3.0):
+        self.store = store
+        self.limiter = limiter
+        self.send = send
+        self.on_blocked = on_blocked
+        self.on_progress = on_progress
+        self.lease_ms = int(lease_s * 1000)
+        self.workers = workers or max(2, min(8, math.ceil(limiter.rate / 8)))
+        self.poll_s = poll_s
+        self.progress_every_s = progress_every_s
+        self._stop = asyncio.Event()
+        self._jobs: dict[str, asyncio.Task] = {}
+
+    async def run(self) -> None:
+        """Until `stop()`: pick up active jobs, work on them, report progress."""
+        while not self._stop.is_set():
+            try:
+                for job in await self.store.active_jobs():
+                    if job not in self._jobs or self._jobs[job].done():
+                        self._jobs[job] = asyncio.create_task(self._job(job), name=f"broadcast {job}")
+            except Exception:
+                log.exception("broadcast runner: cannot read the jobs", extra={"event": "broadcast"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.poll_s)
+        await asyncio.gather(*self._jobs.values(), return_exceptions=True)
+        close = getattr(self.send, "aclose", None)
+        if close is not None:
+            await close()
+
+    def stop(self) -> None:
+        """Stop claiming; the messages in flight finish and are recorded; jobs resume on next start."""
+        self._stop.set()
+
+    async def _job(self, job: str) -> None:
+        await self.store.reclaim_expired(job)
+        status = await self.store.status(job)
+        if status is None:
+            await self.store.retire(job)
+            return
+        progress = asyncio.create_task(self._progress(job))
+        try:
+            await asyncio.gather(*(self._worker(job, status.text) for _ in range(self.workers)))
+        finally:
+            progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress
+        status = await self.store.status(job)
+        if status and status.state in ("done", "cancelled"):
+            await self.store.retire(job)
+            if self.on_progress and await self.store.claim_final_report(job):
+                try:
+                    await self.on_progress(status, True)
+                except Exception:
+                    log.warning("broadcast final report failed", extra={"event": "broadcast", "job": job})
+            log.info("broadcast finished", extra={"event": "broadcast", "job": job, "count": status.sent})
+
+    async def _worker(self, job: str, text: str) -> None:
+        """Claim, send, record, until the job is done; an error (Redis away a moment) is logged and the
+        worker goes on, so a job never has fewer workers than it should, nor stray ones."""
+        while not self._stop.is_set():
+            try:
+                if await self._step(job, text):
+                    return
+            except Exception:
+                log.exception("broadcast worker error; going on", extra={"event": "broadcast", "job": job})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+
+    async def _step(self, job: str, text: str) -> bool:
+        """One recipient; True when the job has nothing left for this worker."""
+        kind, value = await self.store.claim(job, self.lease_ms)
+        if kind in ("done", "stop"):
+            return True
+        if kind == "wait":
+            delay = max(0.05, min(5.0, (int(value or 0) - now_ms()) / 1000))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            await self.store.reclaim_expired(job)
+            return False
+        await self._deliver(job, value or "", text)
+        return False
+
+    async def _deliver(self, job: str, chat: str, text: str) -> None:
+        while (wait := await self.limiter.wait_ms(chat)) > 0:
+            if self._stop.is_set() or wait > 2000:
+                if not self._stop.is_set() and await self.limiter.paused_ms() == 0:
+                    # not a 429 pause but this chat's own window (a group's 20 a minute): the others go on
+                    await self.store.defer(job, chat, wait / 1000)
+                    return
+                await self.store.requeue(job, chat)  # long pause or stopping: give the recipient back
+                if not self._stop.is_set():
+                    await asyncio.sleep(min(wait / 1000, 5.0))
+                return
+            await asyncio.sleep(wait / 1000)
+        result = await self.send(chat, text)
+        await self._settle(job, chat, result)
+
+    async def _settle(self, job: str, chat: str, result: Result) -> None:
+        if result.outcome in (Outcome.SENT, Outcome.FAILED):
+            await self.store.record(job, chat, result.outcome)
+        elif result.outcome is Outcome.BLOCKED:
+            await self.store.record(job, chat, Outcome.BLOCKED)
+            if self.on_blocked:
+                await self.on_blocked(chat)
+        elif result.outcome is Outcome.RETRY_AFTER:
+            await self.limiter.pause(result.retry_after)
+            await self.store.requeue(job, chat)
+            log.warning("broadcast paused %.0f s by a 429", result.retry_after, extra={"event": "broadcast"})
+        else:
+            await self.store.retry_later(job, chat, 0.5 * 2 ** random.uniform(0, 3))
+
+    async def _progress_turn(self, job: str) -> bool:
+        """Only one process reports a job's progress at a time."""
+        key = self.store.key(job, "progress-lock")
+        token = f"{id(self)}"
+        got = await self.store.redis.set(key, token, nx=True, px=int(self.progress_every_s * 3000))
+        if got:
+            return True
+        return text_of(await self.store.redis.get(key)) == token and bool(
+            await self.store.redis.pexpire(key, int(self.progress_every_s * 3000)))
+
+    async def _progress(self, job: str) -> None:
+        if not self.on_progress:
+            return
+        while True:
+            await asyncio.sleep(self.progress_every_s)
+            status = await self.store.status(job)
+            if status and await self._progress_turn(job):
+                try:
+                    await self.on_progress(status, False)
+                except Exception:
+                    log.warning("broadcast progress message failed", extra={"event": "broadcast", "job": job})
+
+
+def progress_bar(status: JobStatus, width: int = 20) -> str:
+    done = status.sent + status.blocked + status.failed
+    share = done / status.total if status.total else 1.0
+    filled = round(share * width)
+    return "█" * filled + "░" * (width - filled) + f" {share:.0%}"
+
+
+def eta_seconds(status: JobStatus, rate: float) -> int:
+    return math.ceil(status.pending / rate) if rate > 0 else 0
+

@@ -1,0 +1,110 @@
+"""Telegram commands for subscriptions to a region's policy-change notices.
+
+/subscribe [REGION], /unsubscribe [REGION], /subscriptions, and the "notify me" button after an estimate
+(the dialogue's `subscribe` effect). `/forget` also drops the person from subscriber sets and queued
+broadcasts. The admin commands (`bot.notices.telegram_admin`) build on this class.
+"""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
+from telegram.ext import ApplicationHandlerStop, ContextTypes
+
+from bot.channels.telegram import TelegramBridge
+from bot.notices.service import NoticeService
+from conversations.store import SessionKey
+from conversations.texts import t
+
+
+class SubscriptionCommands:
+    """/subscribe, /unsubscribe, /subscriptions and the "notify me" effect, plus the plumbing the admin
+    commands share (`NoticeCommands` extends this)."""
+
+
+    def __init__(self, service: NoticeService, bridge: TelegramBridge, admin_ids: frozenset[int]):
+        self.service = service
+        self.bridge = bridge
+        self.admins = admin_ids
+        self.subs = service.subscriptions
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _lang(self, update: Update) -> str:
+        return await self.bridge.language(self.bridge.key(update))
+
+    async def _say(self, chat_id: int, text: str, buttons: list[list[tuple[str, str]]] | None = None):
+        markup = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in row]
+                                       for row in buttons]) if buttons else None
+        return await self.bridge.bot.send_message(chat_id, text, reply_markup=markup,
+                                                  link_preview_options=LinkPreviewOptions(is_disabled=True))
+
+    def _region_names(self, lang: str) -> str:
+        sep = ", " if lang == "en" else "、"
+        return sep.join(r.name(lang) for r in sorted(self.service.policies, key=lambda r: r.id))
+
+    def _region_buttons(self, prefix: str, regions: list[str], lang: str) -> list[list[tuple[str, str]]]:
+        names = [(self.service.policies.regions[r].name(lang), f"{prefix}:{r}") for r in regions
+                 if r in self.service.policies.regions]
+        return [names[i:i + 3] for i in range(0, len(names), 3)]
+
+    def is_admin(self, update: Update) -> bool:
+        return bool(update.effective_user) and update.effective_user.id in self.admins
+
+    # -- subscriptions --------------------------------------------------------------------------
+
+    async def on_subscription_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.bridge.guarded(update, lambda: self._subscription_command(update))
+        raise ApplicationHandlerStop
+
+    async def _subscription_command(self, update: Update) -> None:
+        lang = await self._lang(update)
+        text = update.effective_message.text or ""
+        command, _, argument = text[1:].partition(" ")
+        command = command.split("@")[0].lower()
+        chat = str(update.effective_chat.id)
+        if command == "subscriptions":
+            regions = await self.subs.regions_of(chat)
+            names = ", ".join(self.service.policies.regions[r].name(lang) for r in regions
+                              if r in self.service.policies.regions)
+            await self._say(update.effective_chat.id, t(lang, "notices.list", regions=names) if names
+                            else t(lang, "notices.none"))
+            return
+        if not argument.strip():
+            if command == "subscribe":
+                await self._say(update.effective_chat.id, t(lang, "notices.subscribe_choose"),
+                                self._region_buttons("sub", sorted(self.service.policies.regions), lang))
+            else:
+                regions = await self.subs.regions_of(chat)
+                if not regions:
+                    await self._say(update.effective_chat.id, t(lang, "notices.none"))
+                else:
+                    await self._say(update.effective_chat.id, t(lang, "notices.unsubscribe_choose"),
+                                    self._region_buttons("unsub", regions, lang))
+            return
+        region = self.service.policies.find(argument.strip())
+        if region is None:
+            await self._say(update.effective_chat.id, t(lang, "notices.unknown_region", region=argument.strip()[:40],
+                                                        regions=self._region_names(lang)))
+            return
+        await self._toggle(update.effective_chat.id, command == "subscribe", region.id, lang)
+
+    async def _toggle(self, chat_id: int, subscribe: bool, region_id: str, lang: str) -> None:
+        name = self.service.policies.regions[region_id].name(lang)
+        if subscribe:
+            added = await self.subs.subscribe(str(chat_id), region_id, lang)
+            await self._say(chat_id, t(lang, "notices.subscribed" if added else "notices.already", region=name))
+        else:
+            removed = await self.subs.unsubscribe(str(chat_id), region_id)
+            await self._say(chat_id, t(lang, "notices.unsubscribed" if removed else "notices.not_subscribed",
+                                       region=name))
+
+    async def subscribe_effect(self, key: SessionKey, region_id: str, lang: str) -> None:
+        """The dialogue's "notify me" button after an estimate."""
+        if key.platform == "telegram" and region_id in self.service.policies.regions:
+            await self._toggle(int(key.chat), True, region_id, lang)
+
+    async def forget_effect(self, key: SessionKey, argument: str, lang: str) -> None:
+        """/forget: the user's subscriptions go with the rest of their data."""
+        if key.platform == "telegram":
+            await self.subs.remove_chat(key.user)
+            await self.service.broadcasts.drop_recipient(key.user)  # not even a notice already queued
