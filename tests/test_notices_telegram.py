@@ -340,20 +340,39 @@ async def test_admin_api(fake: ft.FakeTelegram, served, subs) -> None:
         (b"[1, 2]", "the body must be a JSON object"),
         (b'"text"', "the body must be a JSON object"),
         (json.dumps({"text": "x", "when": "now"}).encode(), "unknown fields: when"),
-        (json.dumps({}).encode(), "'text' must be a string"),
-        (json.dumps({"text": 5}).encode(), "'text' must be a string"),
-        (json.dumps({"text": "   "}).encode(), "text is empty"),
-        (json.dumps({"text": "x" * (MAX_TEXT + 1)}).encode(), f"text is longer than {MAX_TEXT} characters"),
+        (json.dumps({}).encode(), "missing fields: text, regions"),
+        (json.dumps({"text": "x"}).encode(), "missing fields: regions ('regions': a list of region ids or names, "
+                                             "or null for every subscriber)"),
+        (json.dumps({"text": 5, "regions": None}).encode(), "'text' must be a string"),
+        (json.dumps({"text": "   ", "regions": None}).encode(), "text is empty"),
+        (json.dumps({"text": "x" * (MAX_TEXT + 1), "regions": None}).encode(),
+         f"text is longer than {MAX_TEXT} characters as Telegram counts them (UTF-16 units: {MAX_TEXT + 1};"),
+        # Telegram counts UTF-16 units: an emoji is two, a CJK character of the BMP one
+        (json.dumps({"text": "🏥" * (MAX_TEXT // 2 + 1), "regions": None}).encode(),
+         f"text is longer than {MAX_TEXT} characters as Telegram counts them (UTF-16 units: {MAX_TEXT + 2};"),
+        (json.dumps({"text": "🏥" * MAX_TEXT, "regions": None}).encode(), f"text is longer than {MAX_TEXT}"),
         (json.dumps({"text": "x", "regions": "shanghai"}).encode(), "'regions' must be a non-empty list"),
         (json.dumps({"text": "x", "regions": []}).encode(), "'regions' must be a non-empty list"),
         (json.dumps({"text": "x", "regions": [1]}).encode(), "'regions' must be a non-empty list"),
         (json.dumps({"text": "x", "regions": ["atlantis"]}).encode(), "unknown region: 'atlantis'"),
-        (json.dumps({"text": "x", "lang": "fr"}).encode(), "lang must be 'zh', 'en' or null"),
-        (json.dumps({"text": "x", "lang": ["zh"]}).encode(), "lang must be 'zh', 'en' or null"),
+        (json.dumps({"text": "x", "regions": None, "lang": "fr"}).encode(), "lang must be 'zh', 'en' or null"),
+        (json.dumps({"text": "x", "regions": None, "lang": ["zh"]}).encode(), "lang must be 'zh', 'en' or null"),
     ]
     for sent, reason in bad:
         status, body = await api(served, "POST", "/admin/broadcasts", raw=sent)
         assert status == 400 and body["error"].startswith(reason), (sent, body)
+
+    # at the limit as Telegram counts it: accepted (nobody subscribed to 北京 in Chinese)
+    for text in ("🏥" * (MAX_TEXT // 2), "医" * MAX_TEXT):
+        status, body = await api(served, "POST", "/admin/broadcasts", {"text": text, "regions": ["北京"], "lang": "zh"})
+        assert status == 202 and body["total"] == 0
+
+    # errors aiohttp itself raises are in the API's shape too
+    status, body = await api(served, "POST", "/admin/broadcasts", raw=b"{" + b" " * (1024 * 1024) + b"}")
+    assert (status, body) == (413, {"error": "body larger than 1 MiB"})
+    status, body = await api(served, "PUT", "/admin/broadcasts", {"text": "x", "regions": None})
+    assert (status, body) == (405, {"error": "method not allowed"})
+    assert await api(served, "GET", "/admin/nothing-here") == (404, {"error": "not found"})
 
     # create, follow, finish
     text = "API 通知：上海"
@@ -383,7 +402,8 @@ async def test_admin_api(fake: ft.FakeTelegram, served, subs) -> None:
     assert await api(served, "POST", f"/admin/broadcasts/{body['id']}/cancel") == (200, {"state": "cancelled"})
     assert await api(served, "POST", f"/admin/broadcasts/{body['id']}/cancel") == (409, {"state": "cancelled"})
     status, listing = await api(served, "GET", "/admin/broadcasts")
-    assert status == 200 and [b["id"] for b in listing["broadcasts"]][-1] == job
+    ids = [b["id"] for b in listing["broadcasts"]]
+    assert status == 200 and ids[0] == body["id"] and job in ids  # newest first
 
     # unknown ids
     assert (await api(served, "GET", "/admin/broadcasts/nope"))[0] == 404

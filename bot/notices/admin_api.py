@@ -4,24 +4,34 @@ Authorised by `Authorization: Bearer $ADMIN_TOKEN` (compared in constant time; m
 With no ADMIN_TOKEN the routes are not added at all.
 
     POST /admin/broadcasts              {"text": str, "regions": [str] | null, "lang": "zh" | "en" | null}
-                                        → 202 {"id": ...}; a bad body → 400 {"error": reason}
+                                        → 202 {"id": ...}; a bad body → 400 {"error": reason}.
+                                        `regions` is required: `null` spelled out sends to every
+                                        subscriber, so that nobody does so by leaving it out.
     GET  /admin/broadcasts              → the 20 most recent, newest first
     GET  /admin/broadcasts/{id}         → {"state", "total", "sent", "blocked", "failed", "pending", ...}
     POST /admin/broadcasts/{id}/cancel  → {"state": "cancelled"}; 409 if it had already finished
+
+Every error under /admin/ is JSON `{"error": reason}` with its status: 400, 401, 404, 405, 409, 413 (a
+body over 1 MiB), 503 when Redis does not answer, 500 for anything else (logged, never shown).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from bot.notices.service import BadBroadcast, NoticeService
 
 NOTICES = web.AppKey("notices", NoticeService)
 TOKEN = web.AppKey("admin_token", str)
 BODY_FIELDS = {"text", "regions", "lang"}
+REQUIRED_FIELDS = ("text", "regions")
+
+log = logging.getLogger(__name__)
 
 
 def _authorised(request: web.Request) -> bool:
@@ -29,6 +39,28 @@ def _authorised(request: web.Request) -> bool:
     scheme, _, given = header.partition(" ")
     return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(),
                                                                   request.app[TOKEN].encode())
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler):
+    """aiohttp's own errors (404, 405, 413 …) are plain text; the API answers every error in JSON."""
+    if not request.path.startswith("/admin/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as http:
+        if http.status < 400:
+            raise
+        reason = "body larger than 1 MiB" if http.status == 413 else http.reason.lower()
+        headers = {k: v for k, v in http.headers.items() if k.lower() in ("allow", "www-authenticate")}
+        return web.json_response({"error": reason}, status=http.status, headers=headers)
+    except RedisError:
+        log.warning("admin API: Redis unavailable", extra={"event": "broadcast"})
+        return web.json_response({"error": "storage unavailable, try again shortly"}, status=503,
+                                 headers={"Retry-After": "5"})
+    except Exception:
+        log.exception("admin API error", extra={"event": "error"})
+        return web.json_response({"error": "internal error"}, status=500)
 
 
 @web.middleware
@@ -53,6 +85,10 @@ async def create(request: web.Request) -> web.Response:
     unknown = set(body) - BODY_FIELDS
     if unknown:
         return _bad(f"unknown fields: {', '.join(sorted(unknown))}")
+    missing = [f for f in REQUIRED_FIELDS if f not in body]
+    if missing:
+        return _bad(f"missing fields: {', '.join(missing)} ('regions': a list of region ids or names, "
+                    "or null for every subscriber)")
     text, regions, lang = body.get("text"), body.get("regions"), body.get("lang")
     if not isinstance(text, str):
         return _bad("'text' must be a string")
@@ -90,7 +126,7 @@ async def cancel(request: web.Request) -> web.Response:
 def add_admin_api(app: web.Application, notices: NoticeService, token: str) -> None:
     app[NOTICES] = notices
     app[TOKEN] = token
-    app.middlewares.append(_admin_auth)
+    app.middlewares.extend([_json_errors, _admin_auth])
     app.router.add_post("/admin/broadcasts", create)
     app.router.add_get("/admin/broadcasts", listing)
     app.router.add_get("/admin/broadcasts/{id}", show)

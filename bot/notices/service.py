@@ -19,8 +19,15 @@ from rules.policy import PolicySet
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 3500  # leaves room under Telegram's 4096 for nothing else to be added
+MAX_TEXT = 3500  # in Telegram's units (see telegram_length); leaves room under its 4096
 DRAFT_TTL = 14 * 24 * 3600
+
+
+def telegram_length(text: str) -> int:
+    """A text's length as Telegram counts it: UTF-16 code units after entity parsing. Broadcasts are
+    sent without a parse mode, so there is nothing to parse and the text is what Telegram counts; an
+    emoji or a rare CJK character outside the BMP counts two."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 class BadBroadcast(ValueError):
@@ -67,8 +74,9 @@ class NoticeService:
         text = text.strip()
         if not text:
             raise BadBroadcast("text is empty")
-        if len(text) > MAX_TEXT:
-            raise BadBroadcast(f"text is longer than {MAX_TEXT} characters")
+        if telegram_length(text) > MAX_TEXT:
+            raise BadBroadcast(f"text is longer than {MAX_TEXT} characters as Telegram counts them "
+                               f"(UTF-16 units: {telegram_length(text)}; an emoji counts 2)")
         if lang not in (None, "zh", "en"):
             raise BadBroadcast("lang must be 'zh', 'en' or null")
         ids = sorted(set(regions)) if by_id and regions is not None else self.region_ids(regions)

@@ -28,7 +28,7 @@ from telegram.ext import (
 
 from bot.notices.jobs import JobStatus
 from bot.notices.sending import eta_seconds, progress_bar
-from bot.notices.service import MAX_TEXT, BadBroadcast
+from bot.notices.service import MAX_TEXT, BadBroadcast, telegram_length
 from bot.notices.telegram_subscriptions import SubscriptionCommands
 from conversations.replies import Reply
 from conversations.store import SessionKey
@@ -205,7 +205,7 @@ class NoticeCommands(SubscriptionCommands):
     async def _compose_text(self, update: Update, state: dict) -> None:
         lang = await self._lang(update)
         text = (update.effective_message.text or "").strip()
-        if len(text) > MAX_TEXT:
+        if telegram_length(text) > MAX_TEXT:
             await self._say(update.effective_chat.id, t(lang, "notices.compose_too_long"))
             return
         await self._set_compose(update, {"step": "target", "text": text})
