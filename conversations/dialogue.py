@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from conversations import asking
 from conversations.questions import QUESTIONS, Context, Invalid, Question, answered, open_question
 from conversations.render import cannot_text, estimate_text
 from conversations.replies import Button, Incoming, Reply, Turn
@@ -33,7 +34,7 @@ MAX_TEXT = 500
 STATES = ("idle", "ask", "summary", "done", "forget")
 COMMANDS = {"start": "start", "estimate": "start", "new": "start", "back": "back", "cancel": "cancel",
             "help": "help", "language": "language", "lang": "language", "regions": "regions",
-            "policy": "policy", "forget": "forget", "resume": "resume"}
+            "policy": "policy", "forget": "forget", "resume": "resume", "ask": "ask"}
 Effect = Callable[[SessionKey, str, str], Awaitable[None]]
 _platform: contextvars.ContextVar[str] = contextvars.ContextVar("platform", default="")
 
@@ -47,6 +48,7 @@ class Session:
     answers: dict[str, Any] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
     back_to: str | None = None
+    asking: bool = False  # /ask was sent without a question: the next text is one
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"l": self.lang, "s": self.state, "q": self.q}
@@ -58,6 +60,8 @@ class Session:
             data["h"] = self.history
         if self.back_to:
             data["b"] = self.back_to
+        if self.asking:
+            data["k"] = 1
         return data
 
     @classmethod
@@ -77,6 +81,7 @@ class Session:
             if isinstance(data.get("a"), dict) else {},
             history=[h for h in data.get("h", []) if known(h, QUESTIONS)] if isinstance(data.get("h"), list) else [],
             back_to=data["b"] if known(data.get("b"), STATES) else None,
+            asking=data.get("k") == 1,
         )
         if session.state == "ask" and session.question is None:
             session.state = "idle"
@@ -123,6 +128,7 @@ class Dialogue:
 
     def step(self, s: Session, incoming: Incoming) -> Turn:
         command, argument = self._command(s, incoming)
+        explicit, s.asking = s.asking, False
         if command:
             turn = self._on_command(s, command, argument)
         elif incoming.choice is not None:
@@ -132,7 +138,9 @@ class Dialogue:
         elif len(incoming.text) > MAX_TEXT:
             turn = self._hint(s, "hints.too_long")
         else:
-            turn = self._on_text(s, incoming.text.strip())
+            text = incoming.text.strip()
+            question = explicit or asking.reads_as_question(text)
+            turn = (question and self._on_question(s, text, explicit)) or self._on_text(s, text)
         turn.lang = s.lang
         return turn
 
@@ -147,7 +155,7 @@ class Dialogue:
             name, _, argument = text[1:].partition(" ")
             return COMMANDS.get(name.split("@")[0].lower(), "unknown"), argument.strip()
         folded = text.casefold()
-        for word_key in ("back", "cancel", "help", "language"):
+        for word_key in ("back", "cancel", "help", "language", "ask"):
             if folded in words(word_key):
                 return word_key, ""
         if folded in words("start") and s.state in ("idle", "done"):
@@ -167,6 +175,8 @@ class Dialogue:
             return self._language(s, argument)
         if command == "policy":
             return self._policy(s, argument)
+        if command == "ask":
+            return self._on_question(s, argument, True) if argument else self._ask_prompt(s)
         return self._hint(s, "hints.unknown_command")
 
     def _start(self, s: Session) -> Turn:
@@ -251,6 +261,25 @@ class Dialogue:
         s.state, s.back_to = s.back_to or "idle", None
         return Turn([Reply(t(s.lang, "commands.forget_kept"))] + self._current(s, renew=True))
 
+    # -- questions answered from the knowledge base (conversations/asking.py) ------------------
+
+    def _on_question(self, s: Session, text: str, explicit: bool) -> Turn | None:
+        """A typed question: its answer and sources, then where the conversation was. None reads
+        the text as an answer instead ("上海？" at the region question)."""
+        found = asking.find(text)
+        if found is None and not explicit and asking.answers(self._context(s), s.state, s.question, text):
+            return None
+        if s.state != "idle":
+            return Turn([asking.reply(found, s.lang, self.policies)] + self._current(s))
+        if found is None:
+            return Turn([asking.reply(None, s.lang, self.policies)] + self._start(s).replies)
+        row = (self._button(s, "~new", "buttons.estimate"), self._button(s, "~ask", "buttons.ask"))
+        return Turn([asking.reply(found, s.lang, self.policies, buttons=(row,))])
+
+    def _ask_prompt(self, s: Session) -> Turn:
+        s.asking = True
+        return Turn([Reply(t(s.lang, "ask.prompt"))])
+
     # -- buttons ------------------------------------------------------------------------------
 
     def _on_button(self, s: Session, data: str) -> Turn:
@@ -259,6 +288,8 @@ class Dialogue:
             return self._language(s, value[6:])
         if value == "~new":
             return self._start(s)
+        if value == "~ask":
+            return self._ask_prompt(s)
         if value.startswith("~sub:") and self._can_subscribe() and value[5:] in self.policies.regions:
             turn = Turn([])
             turn.effects.append(("subscribe", value[5:]))
