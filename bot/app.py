@@ -50,6 +50,7 @@ async def run_serve(settings: Settings) -> int:
         if not polling:
             add_webhook_route(app, application, settings)
         notices, commands, runner = _notices(runtime, bridge, application, settings)
+        await notices.subscriptions.migrate_legacy(sorted(runtime.policies.regions))
         if settings.admin_token:
             add_admin_api(app, notices, settings.admin_token.value)
         if settings.web_chat:

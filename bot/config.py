@@ -148,6 +148,13 @@ VARIABLES: tuple[Variable, ...] = (
         "Redis server. Unset: an embedded redis-server on a unix socket under YIBAO_REDIS_DIR.",
     ),
     Variable(
+        "REDIS_CLUSTER",
+        "redis_cluster",
+        _flag,
+        False,
+        "REDIS_URL names a node of a Redis Cluster: every store uses the cluster client.",
+    ),
+    Variable(
         "YIBAO_REDIS_DIR",
         "redis_dir",
         _text,
@@ -223,6 +230,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     redis_url: str | None = None
+    redis_cluster: bool = False
     redis_dir: str | None = None
     policy_dir: str | None = None
     session_ttl: int = 7 * 24 * 3600
@@ -261,6 +269,8 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if self.redis_cluster and not self.redis_url:
+            raise ConfigError("REDIS_CLUSTER: needs REDIS_URL, the address of any node of the cluster")
         limit = 1000 if self.allow_paid_broadcast else 30
         if self.broadcast_rate > limit:
             raise ConfigError(

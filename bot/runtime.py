@@ -63,7 +63,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     policies = load_policy_set(settings)
     embedded = None if settings.redis_url else start_embedded(settings)
     url = settings.redis_url or embedded.url  # type: ignore[union-attr]
-    redis = connect(url)
+    redis = connect(url, cluster=settings.redis_cluster)
     try:
         try:
             await redis.ping()

@@ -5,13 +5,25 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:  # plain `pytest` (not `python -m pytest`) must find rules/conversations/bot too
     sys.path.insert(0, _ROOT)
 
+from redis_cluster import RedisTestCluster  # noqa: E402
 from redis_server import RedisTestServer  # noqa: E402  (tests/ is on sys.path via rootdir conftest)
+
+from bot.redis_client import connect  # noqa: E402
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules that set `REDIS_MODES = ("single", "cluster")` run every Redis test twice: against one
+    redis-server and against a real 3-master Redis Cluster (see redis_cluster.py)."""
+    modes = getattr(metafunc.module, "REDIS_MODES", None)
+    if metafunc.definition.get_closest_marker("single_redis"):  # measures one server's round trips, etc.
+        modes = None
+    if modes and "redis_mode" in metafunc.fixturenames:
+        metafunc.parametrize("redis_mode", modes, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -24,15 +36,42 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory):
+    """A real 3-master Redis Cluster on loopback for the whole test session, started on first use."""
+    cluster = RedisTestCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_mode() -> str:
+    """"single" unless the module asks for both (REDIS_MODES)."""
+    return "single"
+
+
 @pytest.fixture
-def redis_url(redis_server_url: str) -> str:
-    return redis_server_url
+def redis_cluster(redis_mode: str) -> bool:
+    return redis_mode == "cluster"
+
+
+@pytest.fixture
+def redis_url(redis_mode: str, request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("redis_cluster_url" if redis_mode == "cluster" else "redis_server_url")
+
+
+@pytest.fixture
+def make_redis(redis_url: str, redis_cluster: bool):
+    """A factory of asyncio clients for this test's Redis (cluster client in cluster mode)."""
+    return lambda **options: connect(redis_url, cluster=redis_cluster, **options)
 
 
 @pytest_asyncio.fixture
-async def redis(redis_url: str):
+async def redis(make_redis):
     """An asyncio client (bytes replies) on an empty database."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    client = make_redis(decode_responses=False)
     await client.flushall()
     try:
         yield client

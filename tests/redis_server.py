@@ -33,9 +33,10 @@ def _free_port() -> int:
 
 
 class RedisTestServer:
-    def __init__(self, directory: Path, *, timeout: float = 15.0) -> None:
+    def __init__(self, directory: Path, *, timeout: float = 15.0, extra_args: tuple[str, ...] = ()) -> None:
         self.directory = Path(directory)
         self.timeout = timeout
+        self.extra_args = extra_args
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -58,6 +59,7 @@ class RedisTestServer:
                 "--dir", str(self.directory),
                 "--logfile", str(log),
                 "--daemonize", "no",
+                *self.extra_args,
             ]  # fmt: skip
             self.proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

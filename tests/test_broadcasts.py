@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
@@ -33,6 +32,8 @@ from bot.notices.subscriptions import Subscriptions
 from bot.notices.telegram_sender import telegram_sender
 from bot.store import RedisSessionStore
 from tests import fake_telegram as ft
+
+REDIS_MODES = ("single", "cluster")  # every Redis test here runs on one server and on a Redis Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -328,10 +329,10 @@ async def test_cancel_mid_job_stops_sending(fake: ft.FakeTelegram, bot: Bot, red
     assert [f.state for f in progress.finals] == ["cancelled"]
 
 
-async def test_two_runners_on_one_job_send_each_message_once(fake: ft.FakeTelegram, bot: Bot, redis_url) -> None:
+async def test_two_runners_on_one_job_send_each_message_once(fake: ft.FakeTelegram, bot: Bot, make_redis) -> None:
     text = "two runners"
     recipients = chats(60, 760_000)
-    clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+    clients = [make_redis() for _ in range(2)]
     counts: list[Counter] = [Counter(), Counter()]
     progress = [Progress(), Progress()]
 
@@ -413,15 +414,15 @@ async def test_a_group_at_its_limit_does_not_hold_up_the_others(fake: ft.FakeTel
 
 WORKER = textwrap.dedent("""
     import asyncio, sys
-    import redis.asyncio as aioredis
     from telegram import Bot
     from telegram.request import HTTPXRequest
     from bot.notices.jobs import BroadcastStore
     from bot.notices.sending import BroadcastRunner, RateLimiter
     from bot.notices.telegram_sender import telegram_sender
+    from bot.redis_client import connect
 
-    async def main(redis_url, base_url, token, job, rate, workers, lease):
-        redis = aioredis.Redis.from_url(redis_url)
+    async def main(redis_url, mode, base_url, token, job, rate, workers, lease):
+        redis = connect(redis_url, cluster=mode == "cluster")
         store = BroadcastStore(redis)
         request = HTTPXRequest(connection_pool_size=int(workers) + 2)
         async with Bot(token, base_url=base_url, request=request) as bot:
@@ -439,11 +440,12 @@ WORKER = textwrap.dedent("""
 """)
 
 
-async def spawn_worker(script: Path, redis_url: str, fake: ft.FakeTelegram, job: str, *,
+async def spawn_worker(script: Path, redis_url: str, mode: str, fake: ft.FakeTelegram, job: str, *,
                        rate: float, workers: int, lease: float) -> asyncio.subprocess.Process:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), redis_url, fake.base_url, fake.token, job, str(rate), str(workers), str(lease),
+        sys.executable, str(script), redis_url, mode, fake.base_url, fake.token, job,
+        str(rate), str(workers), str(lease),
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"running"
@@ -451,7 +453,7 @@ async def spawn_worker(script: Path, redis_url: str, fake: ft.FakeTelegram, job:
 
 
 async def test_a_worker_killed_mid_job_costs_at_most_one_duplicate_per_worker(
-        fake: ft.FakeTelegram, redis, redis_url: str, tmp_path: Path) -> None:
+        fake: ft.FakeTelegram, redis, redis_url: str, redis_mode: str, tmp_path: Path) -> None:
     text = "killed mid-job"
     recipients = chats(50, 780_000)
     script = tmp_path / "worker.py"
@@ -468,7 +470,7 @@ async def test_a_worker_killed_mid_job_costs_at_most_one_duplicate_per_worker(
     store = BroadcastStore(redis)
     job = await store.create(text, recipients, regions=None, lang=None)
     killed_workers = 2
-    doomed = await spawn_worker(script, redis_url, fake, job, rate=20, workers=killed_workers, lease=1.0)
+    doomed = await spawn_worker(script, redis_url, redis_mode, fake, job, rate=20, workers=killed_workers, lease=1.0)
     await settled(store, job, 12)
     while len(inside) == sum(1 for c in attempts(fake, text) if c.done):  # wait until a send is in flight
         await asyncio.sleep(0.005)
@@ -480,7 +482,8 @@ async def test_a_worker_killed_mid_job_costs_at_most_one_duplicate_per_worker(
     assert 1 <= in_flight <= killed_workers
 
     # two processes resume it together once the dead worker's leases have run out
-    resumers = [await spawn_worker(script, redis_url, fake, job, rate=20, workers=2, lease=1.0) for _ in range(2)]
+    resumers = [await spawn_worker(script, redis_url, redis_mode, fake, job, rate=20, workers=2, lease=1.0)
+                for _ in range(2)]
     assert [await asyncio.wait_for(p.wait(), 30) for p in resumers] == [0, 0]
     await asyncio.sleep(0.3)  # the fake finishes answering the killed worker's last sends
 

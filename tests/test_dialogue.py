@@ -23,6 +23,8 @@ from conversations.store import SessionConflictError, SessionKey
 from conversations.texts import raw, t
 from rules.loader import load_policies
 
+REDIS_MODES = ("single", "cluster")  # every Redis test here runs on one server and on a Redis Cluster
+
 TODAY = dt.date(2025, 3, 1)
 POLICIES = load_policies()
 KEY = SessionKey("telegram", "-100777", "42")
@@ -555,8 +557,8 @@ async def test_skiprest_where_it_does_not_apply(chat):
 # -- restart with a new process, stale buttons ----------------------------------------------------------
 
 
-async def test_restart_continues_the_conversation(redis_url):
-    first = aioredis.Redis.from_url(redis_url)
+async def test_restart_continues_the_conversation(make_redis):
+    first = make_redis()
     await first.flushall()
     chat1 = Chat(Dialogue(POLICIES, RedisSessionStore(first), today=today))
     await chat1.say("上海")
@@ -565,7 +567,7 @@ async def test_restart_continues_the_conversation(redis_url):
     buttons = list(chat1.buttons)
     await first.aclose()  # the process goes away
 
-    second = aioredis.Redis.from_url(redis_url)
+    second = make_redis()
     try:
         chat2 = Chat(Dialogue(load_policies(), RedisSessionStore(second), today=today))
         # The buttons of the message sent by the old process still work.
@@ -695,14 +697,14 @@ async def test_age_is_asked_where_the_policy_needs_it(chat):
 # -- concurrency ---------------------------------------------------------------------------------------
 
 
-async def test_concurrent_turns_lose_no_update(redis_url, redis):
+async def test_concurrent_turns_lose_no_update(make_redis, redis):
     """Many tasks, each on its own Redis connection, send turns to the same session at once."""
     setup = Chat(Dialogue(POLICIES, RedisSessionStore(redis), today=today))
     await setup.say("上海")
     start, version0 = await setup.dialogue.store.load(KEY)
 
     tasks, turns_each = 12, 6
-    clients = [aioredis.Redis.from_url(redis_url) for _ in range(tasks)]
+    clients = [make_redis() for _ in range(tasks)]
     saved = {"language": 0, "help": 0}
     conflicts = 0
     attempts = 0
@@ -743,12 +745,12 @@ async def test_concurrent_turns_lose_no_update(redis_url, redis):
     assert {k: v for k, v in end.items() if k != "q"} == {k: v for k, v in start.items() if k != "q"}
 
 
-async def test_concurrent_counter_is_exact(redis_url, redis):
+async def test_concurrent_counter_is_exact(make_redis, redis):
     """Only counter-moving turns: q advances by exactly the number of turns saved."""
     await Chat(Dialogue(POLICIES, RedisSessionStore(redis), today=today)).say("北京")
     store0 = RedisSessionStore(redis)
     start, version0 = await store0.load(KEY)
-    clients = [aioredis.Redis.from_url(redis_url) for _ in range(10)]
+    clients = [make_redis() for _ in range(10)]
     results: list[bool] = []
 
     async def worker(client: aioredis.Redis) -> None:
@@ -770,12 +772,12 @@ async def test_concurrent_counter_is_exact(redis_url, redis):
     assert end["l"] == "en" and end["a"] == {"region": "beijing"}
 
 
-async def test_double_tap_answers_once(redis_url, redis):
+async def test_double_tap_answers_once(make_redis, redis):
     chat = Chat(Dialogue(POLICIES, RedisSessionStore(redis), today=today))
     await chat.say("上海")
     tap = next(b for b in chat.buttons if b.endswith("|in_service"))
     q0 = (await chat.session()).q
-    clients = [aioredis.Redis.from_url(redis_url) for _ in range(8)]
+    clients = [make_redis() for _ in range(8)]
     try:
         turns = await asyncio.gather(*(
             Dialogue(POLICIES, RedisSessionStore(c), today=today).handle(KEY, Incoming(choice=tap)) for c in clients))

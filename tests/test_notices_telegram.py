@@ -60,7 +60,7 @@ def subs(redis) -> Subscriptions:
 
 
 def region_key(region: str) -> str:
-    return f"yibao:{{subs}}:region:{region}"
+    return f"yibao:{{subs:{region}}}:chats"
 
 
 def delivered(fake: ft.FakeTelegram, text: str) -> Counter:

@@ -21,6 +21,8 @@ from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_redis_ser
 from bot.store import RedisSessionStore
 from conversations.store import SessionConflictError, SessionKey, SessionStore, run_turn
 
+REDIS_MODES = ("single", "cluster")  # every Redis test here runs on one server and on a Redis Cluster
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = SessionKey("telegram", "-1001", "42")
 
@@ -221,6 +223,7 @@ def _one_script_call(calls: dict[str, int]) -> bool:
     return calls.get("evalsha") == 1 and set(calls) - {"evalsha"} <= SCRIPT_INTERNAL
 
 
+@pytest.mark.single_redis
 async def test_one_round_trip_per_load_and_save(redis, redis_url):
     pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
     client = aioredis.Redis(connection_pool=pool)
@@ -299,12 +302,12 @@ async def test_run_turn_gives_up(redis):
 _WORKER = textwrap.dedent(
     """
     import asyncio, sys
-    import redis.asyncio as aioredis
+    from bot.redis_client import connect
     from bot.store import RedisSessionStore
     from conversations.store import SessionKey, run_turn
 
-    async def main(url, n):
-        client = aioredis.Redis.from_url(url)
+    async def main(url, n, cluster):
+        client = connect(url, cluster=cluster == "cluster")
         store = RedisSessionStore(client)
         key = SessionKey("telegram", "-1001", "42")
         conflicts = 0
@@ -331,23 +334,23 @@ _WORKER = textwrap.dedent(
         print(conflicts)
         await client.aclose()
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
     """
 )
 
 
-async def test_no_lost_updates_across_tasks_and_processes(redis, redis_url, tmp_path):
+async def test_no_lost_updates_across_tasks_and_processes(redis, redis_url, redis_mode, make_redis, tmp_path):
     tasks_n, procs_n, per_worker = 20, 2, 50
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, str(script), redis_url, str(per_worker), env=env, stdout=subprocess.PIPE
+            sys.executable, str(script), redis_url, str(per_worker), redis_mode, env=env, stdout=subprocess.PIPE
         )
         for _ in range(procs_n)
     ]
-    clients = [aioredis.Redis.from_url(redis_url) for _ in range(tasks_n)]  # one connection each
+    clients = [make_redis() for _ in range(tasks_n)]  # one connection each
     conflicts = 0
     try:
         for _ in range(500):  # the processes need a moment to import

@@ -18,12 +18,20 @@ from bot.metrics import Metrics
 from bot.runtime import Runtime, open_runtime
 
 JSON = {"Content-Type": "application/json"}
+REDIS_MODES = ("single", "cluster")  # every test here runs on one redis-server and on a Redis Cluster
+_CLUSTER = {"on": False}
+
+
+@pytest.fixture(autouse=True)
+def _redis_mode_for_web_client(redis_cluster: bool):
+    """web_client() builds its Runtime from a URL; tell it whether that URL is a cluster node."""
+    _CLUSTER["on"] = redis_cluster
 
 
 @asynccontextmanager
 async def web_client(redis_url: str, *, web_chat: bool = True, cookies: bool = True, **settings):
     """A test client of the bot's application on a Runtime built like `yibao web` builds it."""
-    async with open_runtime(Settings(redis_url=redis_url, **settings)) as runtime:
+    async with open_runtime(Settings(redis_url=redis_url, redis_cluster=_CLUSTER["on"], **settings)) as runtime:
         metrics = Metrics()
         app = build_app(runtime, metrics)
         if web_chat:

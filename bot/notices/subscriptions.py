@@ -2,12 +2,15 @@
 
 Keys::
 
-    yibao:{subs}:region:<region>        HASH chat id → language (zh | en); all regions in one slot so a
-                                        broadcast reads its recipients with one script
+    yibao:{subs:<region>}:chats         HASH chat id → language (zh | en); each region under its own
+                                        hash tag, so on a Redis Cluster the index spreads over the nodes
     yibao:{<platform>:<chat>}:subs      SET of regions of one chat; registered in the user's index so
                                         /forget deletes it (in private chats chat id == user id)
 
 Only platforms that can push a message later (Telegram) have subscriptions; the web chat does not.
+
+Versions before 0.2 kept every region under the one tag `{subs}` (`yibao:{subs}:region:<region>`);
+`migrate_legacy` moves such hashes to their own tags once, at start.
 """
 
 from __future__ import annotations
@@ -16,22 +19,9 @@ import redis.asyncio as aioredis
 
 from bot.store import RedisSessionStore
 
-# KEYS: the region hashes to read; ARGV[1]: language filter ('' = all). Returns chat, lang, chat, lang…
-_RECIPIENTS_LUA = """
-local seen, out = {}, {}
-for _, key in ipairs(KEYS) do
-  local flat = redis.call('HGETALL', key)
-  for i = 1, #flat, 2 do
-    local chat, lang = flat[i], flat[i + 1]
-    if not seen[chat] and (ARGV[1] == '' or ARGV[1] == lang) then
-      seen[chat] = true
-      out[#out + 1] = chat
-      out[#out + 1] = lang
-    end
-  end
-end
-return out
-"""
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Subscriptions:
@@ -41,10 +31,32 @@ class Subscriptions:
         self.store = store
         self.platform = platform
         self.prefix = prefix
-        self._recipients = redis.register_script(_RECIPIENTS_LUA)
 
     def region_key(self, region: str) -> str:
+        return f"{self.prefix}:{{subs:{region}}}:chats"
+
+    def legacy_region_key(self, region: str) -> str:
         return f"{self.prefix}:{{subs}}:region:{region}"
+
+    async def migrate_legacy(self, regions: list[str]) -> int:
+        """Move subscriber hashes of the one-tag layout to one tag per region; returns the regions moved.
+
+        Idempotent and safe to run from several processes at once: HSETNX keeps a newer subscription's
+        language, and the old hash is deleted only after its entries were copied.
+        """
+        moved = 0
+        for region in regions:
+            old = self.legacy_region_key(region)
+            entries = await self.redis.hgetall(old)
+            if not entries:
+                continue
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for chat, lang in entries.items():
+                    pipe.hsetnx(self.region_key(region), chat, lang)
+                await pipe.execute()
+            await self.redis.delete(old)
+            moved += 1
+        return moved
 
     def chat_key(self, chat: str) -> str:
         return self.store.user_key(self.platform, chat, "subs")
@@ -78,9 +90,17 @@ class Subscriptions:
         """Chat → language of everyone subscribed to any of `regions`, each chat once."""
         if not regions:
             return {}
-        flat = await self._recipients(keys=[self.region_key(r) for r in regions], args=[lang or ""])
-        items = [v.decode() if isinstance(v, bytes) else v for v in flat]
-        return dict(zip(items[::2], items[1::2], strict=True))
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip a node on a cluster
+            for region in regions:
+                pipe.hgetall(self.region_key(region))
+            hashes = await pipe.execute()
+        found: dict[str, str] = {}
+        for entries in hashes:
+            for chat, chat_lang in entries.items():
+                chat, chat_lang = _text(chat), _text(chat_lang)
+                if (not lang or chat_lang == lang) and chat not in found:
+                    found[chat] = chat_lang
+        return found
 
     async def count(self, regions: list[str], lang: str | None = None) -> int:
         return len(await self.recipients(regions, lang))
