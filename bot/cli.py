@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 
 from bot.config import VARIABLES, ConfigError, Settings, env_example, markdown_table
 from bot.runtime import StartError
-from rules.case import LEVELS, MEMBERS, PLANS, VISITS, CannotEstimate, Case, InvalidCase
+from rules.case import LEVELS, MAX_AMOUNT, MEMBERS, PLANS, VISITS, WHERE, CannotEstimate, Case, InvalidCase
 from rules.engine import estimate
 from rules.loader import PolicyErrors, load_policies, policy_dir
 from rules.policy import PolicySet
@@ -32,8 +32,12 @@ def _amount(text: str) -> Decimal:
         value = Decimal(text.replace(",", "").strip())
     except InvalidOperation:
         raise argparse.ArgumentTypeError(f"'{text}' is not an amount (e.g. 12000 or 800.50)") from None
-    if not value.is_finite() or value < 0:
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"'{text}' is not an amount (e.g. 12000 or 800.50)")
+    if value < 0:
         raise argparse.ArgumentTypeError(f"'{text}' must be zero or more")
+    if value > MAX_AMOUNT:  # checked before rounding: 1e26 has too many digits to round to the fen
+        raise argparse.ArgumentTypeError(f"'{text}' is beyond any plausible bill (at most {MAX_AMOUNT:,})")
     if value != value.quantize(Decimal("0.01")):
         raise argparse.ArgumentTypeError(f"'{text}' has more than two decimals")
     return value
@@ -81,11 +85,21 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             retired_year=args.retired_year, visit=args.visit, level=args.level, total=args.total,
             self_pay=args.self_pay, class_b=args.class_b, date=args.date,
             ytd_deductible=args.ytd_deductible, ytd_fund=args.ytd_fund, ytd_compliant=args.ytd_compliant,
-            ytd_burden=args.ytd_burden, admission=args.admission,
+            ytd_burden=args.ytd_burden, admission=args.admission, where=args.where,
+            ytd_supplementary=args.ytd_supplementary, ytd_critical=args.ytd_critical,
         )
     except InvalidCase as bad:
         raise UsageError(f"yibao estimate: {bad}") from None
     result = estimate(case, policies)
+    if isinstance(result, CannotEstimate) and result.reason.key == "needs_detail":
+        flags = " and ".join(f"--{m.replace('_', '-')}" for m in result.missing)
+        verb = "is" if len(result.missing) == 1 else "are"
+        message = f"{flags} {verb} needed for this plan in {region.name.en}"
+        if not args.json:
+            raise UsageError(f"yibao estimate: {message}")
+        print(json.dumps({"error": message, "missing": result.missing, "region": region.id,
+                          "date": result.date.isoformat()}, ensure_ascii=False, indent=2))
+        return 2
     if args.json:
         print(json.dumps(estimate_json(result, args.lang), ensure_ascii=False, indent=2))
     else:
@@ -194,8 +208,17 @@ def _estimate_parser(sub) -> None:
                    help="compliant cost accumulated earlier this year (regions whose bands count the year)")
     p.add_argument("--ytd-burden", type=_amount, default=Decimal(0), metavar="AMOUNT",
                    help="compliant cost the person bore earlier this year (critical-illness insurance)")
+    p.add_argument("--ytd-supplementary", type=_amount, metavar="AMOUNT",
+                   help="what the fund above the cap (附加基金, 大额互助) already paid this insurance year "
+                        "(default: worked out where the policy allows)")
+    p.add_argument("--ytd-critical", type=_amount, metavar="AMOUNT",
+                   help="what critical-illness insurance already paid this insurance year "
+                        "(default: worked out from --ytd-burden where the policy allows)")
     p.add_argument("--admission", type=_positive_int, default=1, metavar="N",
                    help="which admission of the insurance year this is")
+    p.add_argument("--where", choices=WHERE, default="local",
+                   help="where the care happens: local (default), or out of the insured area: filed "
+                        "(long-term stay filed), referral, emergency, unfiled (temporary, not filed)")
     _add_policy_dir(p)
     p.add_argument("--lang", choices=("zh", "en"), default="zh")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -14,12 +14,18 @@ from typing import Literal
 Plan = Literal["employee", "resident"]
 Member = Literal["in_service", "retired"]
 Visit = Literal["outpatient", "inpatient", "special_outpatient"]
-Level = Literal["community", "1", "2", "3", "out_of_area"]
+Level = Literal["community", "1", "2", "3"]
+Where = Literal["local", "filed", "referral", "emergency", "unfiled"]
 
 PLANS: tuple[str, ...] = ("employee", "resident")
 MEMBERS: tuple[str, ...] = ("in_service", "retired")
 VISITS: tuple[str, ...] = ("outpatient", "inpatient", "special_outpatient")
-LEVELS: tuple[str, ...] = ("community", "1", "2", "3", "out_of_area")
+LEVELS: tuple[str, ...] = ("community", "1", "2", "3")
+# Where the care happens: at home, or out of the insured area as a filed long-term stay (异地长期居住/工作备案),
+# a referral (转诊), an emergency (急诊抢救) or a temporary stay not filed (临时外出未备案).
+WHERE: tuple[str, ...] = ("local", "filed", "referral", "emergency", "unfiled")
+OUT_OF_AREA_KINDS: tuple[str, ...] = WHERE[1:]
+MAX_AMOUNT = Decimal(100_000_000)  # no plausible bill or year's total is larger: anything above is a typo
 ZERO = Decimal(0)
 FEN = Decimal("0.01")
 
@@ -34,6 +40,9 @@ class Case:
 
     `self_pay` and `class_b` are None when the person does not know them: the engine then treats the
     whole total as compliant and warns that the result is an upper bound of the insurance share.
+    The `ytd_*` amounts are what each layer already counted this insurance year (an estimate's
+    `year_after` gives them for the next visit); `ytd_supplementary` and `ytd_critical` are None when
+    not given, and the engine derives them where the policy allows (see rules/FORMAT.md).
     """
 
     region: str
@@ -53,6 +62,9 @@ class Case:
     ytd_compliant: Decimal = ZERO
     ytd_burden: Decimal = ZERO
     admission: int = 1
+    where: str = "local"
+    ytd_supplementary: Decimal | None = None
+    ytd_critical: Decimal | None = None
 
     def __post_init__(self) -> None:
         amounts = {
@@ -63,17 +75,23 @@ class Case:
             "ytd_fund": self.ytd_fund,
             "ytd_compliant": self.ytd_compliant,
             "ytd_burden": self.ytd_burden,
+            "ytd_supplementary": self.ytd_supplementary,
+            "ytd_critical": self.ytd_critical,
         }
         for name, value in amounts.items():
             if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value < 0):
                 raise InvalidCase(f"{name} must be a non-negative amount")
+            if value is not None and value > MAX_AMOUNT:
+                raise InvalidCase(f"{name} is beyond any plausible bill (at most {MAX_AMOUNT:,})")
         for name, value in amounts.items():
             if value is not None and value != value.quantize(FEN):
                 raise InvalidCase(f"{name} has more than two decimals")
         if (self.self_pay or ZERO) + (self.class_b or ZERO) > self.total:
             raise InvalidCase("self_pay + class_b cannot exceed total")
-        if self.admission < 1:
-            raise InvalidCase("admission must be 1 or more")
+        if self.admission < 1 or self.admission > 1000:
+            raise InvalidCase("admission must be a whole number from 1 to 1000")
+        if self.where not in WHERE:
+            raise InvalidCase(f"where must be one of: {', '.join(WHERE)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +130,7 @@ class Used:
     source: str
     confidence: str
     quote: str | None = None
+    stale: bool = False  # a yearly figure used past its own insurance year (confidence already lowered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +157,46 @@ class Step:
     used: tuple[Used, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class YearTotals:
+    """What each layer has counted in the insurance year once this visit is included: the next visit's
+    `ytd_*` inputs (`admissions` is the number of hospital admissions so far, so the next stay is
+    `admissions + 1`)."""
+
+    deductible_met: Decimal
+    fund_paid: Decimal
+    supplementary_paid: Decimal
+    critical_paid: Decimal
+    compliant: Decimal
+    burden: Decimal
+    admissions: int
+
+    def as_case(self) -> dict[str, object]:
+        """The keyword arguments of the next visit's `Case` that carry the year so far."""
+        return {"ytd_deductible": self.deductible_met, "ytd_fund": self.fund_paid,
+                "ytd_supplementary": self.supplementary_paid, "ytd_critical": self.critical_paid,
+                "ytd_compliant": self.compliant, "ytd_burden": self.burden, "admission": self.admissions + 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """A yearly figure used past the end of the insurance year it was published for."""
+
+    parameter: str
+    last_known: dt.date
+    known_year: int  # the insurance year (by its first day's year) the figure belongs to
+    year: int  # the insurance year of the service date
+
+
 @dataclass(slots=True)
 class Estimate:
     """What the insurance and the person pay. Shown amounts are rounded half-up to the fen and
-    `fund + supplementary + critical_illness + personal == total` holds exactly."""
+    `fund + supplementary + critical_illness + personal == total` holds exactly.
+
+    When a parameter is unknown (`unknown` names it), the point figures count every unknown part as
+    paying nothing, so `personal` is the most the person pays; `ranges` gives the lowest and highest
+    value of every figure that is not exact (keys as the fields, and `insurance`, and
+    `year_after.<field>`), each end an allowed value of the unknowns, and `exact` is False."""
 
     case: Case
     region: str
@@ -157,6 +212,15 @@ class Estimate:
     steps: list[Step] = field(default_factory=list)
     warnings: list[Message] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
+    year_after: YearTotals | None = None
+    unknown: list[str] = field(default_factory=list)
+    ranges: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    stale: list[Stale] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        """Whether every figure is certain (an unknown parameter may not matter for this case)."""
+        return not self.ranges
 
     @property
     def insurance(self) -> Decimal:
@@ -171,7 +235,9 @@ class Estimate:
 
 @dataclass(slots=True)
 class CannotEstimate:
-    """The policy lacks what the case needs; `missing` names the parameters (or breakdowns)."""
+    """Nothing useful can be said: the region, plan, visit type or level is not in the policy, no rule
+    applies to this person, or the case lacks a person detail that picks the rule (`missing` names it;
+    the reason key `needs_detail` tells a missing detail of the case from a gap in the policy)."""
 
     case: Case
     region: str

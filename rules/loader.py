@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from rules.case import LEVELS, MEMBERS, PLANS, VISITS, Source, Text
+from rules.case import LEVELS, MEMBERS, OUT_OF_AREA_KINDS, PLANS, VISITS, Source, Text
 from rules.policy import (
     UNLIMITED,
     Band,
@@ -151,7 +151,11 @@ def _choice(options: tuple[str, ...]) -> Callable[[yaml.Node], str]:
     return convert
 
 
-_level = _choice(LEVELS)
+def _level(node: yaml.Node) -> str:
+    if isinstance(node, yaml.ScalarNode) and node.value == "out_of_area":
+        raise _Invalid(node, "'out_of_area' is no longer a level: out-of-area care keeps the hospital's level "
+                             "and takes `out_of_area_factor` (see FORMAT.md, where the care happens)")
+    return _choice(LEVELS)(node)
 
 
 def _number(node: yaml.Node) -> Decimal:
@@ -218,6 +222,12 @@ def _year(node: yaml.Node) -> int:
     return int(text)
 
 
+def _flag(node: yaml.Node) -> bool:
+    if not (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":bool")):
+        raise _Invalid(node, "expected true or false")
+    return node.value.lower() in ("true", "yes", "on")
+
+
 def _whole(node: yaml.Node) -> int:
     text = _scalar(node, "a whole number")
     if not text.isdigit():
@@ -280,6 +290,20 @@ def _bands(ratio: ValueReader) -> ValueReader:
     return read
 
 
+def _by_kind(reader: _Reader, node: yaml.Node, path: str, levels: tuple[str, ...]) -> Any:
+    """A ratio for every out-of-area kind, or a mapping kind → ratio (a kind left out is unknown)."""
+    if not isinstance(node, yaml.MappingNode):
+        return _ratio(node)
+    out: dict[str, Any] = {}
+    for key, (knode, vnode) in reader.mapping(node, path, None).items():
+        if key not in OUT_OF_AREA_KINDS:
+            raise _Invalid(knode, f"'{key}' is not an out-of-area kind ({', '.join(OUT_OF_AREA_KINDS)})")
+        out[key] = _ratio(vnode)
+    if not out:
+        raise _Invalid(node, "needs at least one out-of-area kind")
+    return out
+
+
 def _ratio_any(reader: _Reader, node: yaml.Node, path: str, levels: tuple[str, ...]) -> Any:
     if isinstance(node, yaml.SequenceNode):
         return _bands(_by_level(_ratio))(reader, node, path, levels)
@@ -292,7 +316,7 @@ PARAMETERS: dict[str, ValueReader] = {
     "ratio": _ratio_any,
     "fund_cap": _by_level(_money_or_unlimited),
     "class_b_self_ratio": _plain(_ratio),
-    "out_of_area_factor": _plain(_ratio),
+    "out_of_area_factor": _by_kind,
     "supplementary_ratio": _plain(_ratio),
     "supplementary_cap": _plain(_money_or_unlimited),
     "critical_illness_threshold": _plain(_money),
@@ -303,19 +327,20 @@ PARAMETERS: dict[str, ValueReader] = {
 SETTINGS: dict[str, Callable[[yaml.Node], Any]] = {
     "deductible_scope": _choice(("annual", "per_admission")),
     "bands_over": _choice(("admission", "year")),
-    "out_of_area_base_level": _level,
     "supplementary_name": lambda node: node,  # texts: read by `_read_node`
     "assumptions": lambda node: node,
 }
 
 ENTRY_KEYS = {"value", "source", "confidence", "quote"}
-SERIES_KEYS = {"values", "source", "confidence", "quote"}
+SERIES_KEYS = {"values", "source", "confidence", "quote", "yearly"}
 
 
 def _read_series(reader: _Reader, name: str, node: yaml.Node, path: str, levels: tuple[str, ...]) -> Series:
     fields = reader.mapping(node, path, SERIES_KEYS, ("values",))
     defaults = {k: reader.guard(v, f"{path}.{k}", lambda v=v: _string(v)) for k, (_, v) in fields.items()
-                if k != "values"}
+                if k not in ("values", "yearly")}
+    yearly = reader.guard(fields["yearly"][1], f"{path}.yearly", lambda: _flag(fields["yearly"][1]), False) \
+        if "yearly" in fields else False
     entries: list[Entry] = []
     if "values" in fields:
         values = fields["values"][1]
@@ -331,7 +356,7 @@ def _read_series(reader: _Reader, name: str, node: yaml.Node, path: str, levels:
         if isinstance(values, yaml.MappingNode) and not values.value:
             reader.fail(values, f"{path}.values", "needs at least one dated value")
     entries.sort(key=lambda e: e.start)
-    return Series(name, tuple(entries))
+    return Series(name, tuple(entries), bool(yearly))
 
 
 def _read_entry(reader: _Reader, name: str, node: yaml.Node, path: str, levels: tuple[str, ...],

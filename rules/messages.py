@@ -27,8 +27,40 @@ def _table() -> dict[str, dict[str, str]]:
 
 
 @cache
+def _data() -> dict[str, Any]:
+    return yaml.safe_load(TEXTS.read_text(encoding="utf-8"))
+
+
 def names() -> dict[str, dict[str, str]]:
-    return yaml.safe_load(TEXTS.read_text(encoding="utf-8"))["names"]
+    return _data()["names"]
+
+
+def label(group: str, key: str, lang: str) -> str:
+    """A level's or an out-of-area kind's display name ("三级医院", "out of area (referral)")."""
+    entry = _data()[group].get(key)
+    return entry[lang if lang in entry else "zh"] if entry else key
+
+
+def shown_value(value: Any, parameter: str) -> tuple[str, str]:
+    """A parameter's value in words, (zh, en): money, a percentage, levels by name, "不封顶"."""
+    return _value_text(value, parameter, "zh"), _value_text(value, parameter, "en")
+
+
+def _value_text(value: Any, parameter: str, lang: str) -> str:
+    from rules.policy import UNLIMITED, Band
+
+    sep = "；" if lang == "zh" else "; "
+    if value is UNLIMITED:
+        return "不封顶" if lang == "zh" else "no cap"
+    if isinstance(value, Decimal):
+        return percent(value) if parameter.endswith(("ratio", "factor", "bands")) else money(value)
+    if isinstance(value, dict):
+        group = "where" if parameter == "out_of_area_factor" else "levels"
+        return sep.join(f"{label(group, k, lang)} {_value_text(v, parameter, lang)}" for k, v in value.items())
+    if isinstance(value, tuple) and value and isinstance(value[0], Band):
+        above = "{} 以上 {}" if lang == "zh" else "above {}: {}"
+        return sep.join(above.format(money(b.above), _value_text(b.ratio, "ratio", lang)) for b in value)
+    return str(value)
 
 
 def name(key: str, lang: str) -> str:
@@ -56,6 +88,8 @@ def _show(key: str, value: Any, lang: str) -> str:
     if isinstance(value, list):
         sep = ", " if lang == "en" else "、"
         return sep.join(name(str(v), lang) for v in value)
+    if key in ("level", "where"):
+        return label(key + "s" if key == "level" else key, str(value), lang)
     return str(value)
 
 

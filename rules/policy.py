@@ -57,6 +57,7 @@ class Series:
 
     name: str
     entries: tuple[Entry, ...]
+    yearly: bool = False  # re-set every insurance year: a value past its own year is stale
     starts: tuple[dt.date, ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from rules.case import CannotEstimate, Estimate
-from rules.messages import money, name, percent
+from rules.messages import money, name, percent, shown_value
 from rules.policy import UNLIMITED, Band, Node, PolicySet, Region
 
 
@@ -34,6 +34,11 @@ def estimate_json(result: Estimate | CannotEstimate, lang: str = "zh") -> dict[s
         "supplementary": _amount(result.supplementary),
         "critical_illness": _amount(result.critical_illness),
         "personal": _amount(result.personal),
+        "exact": result.exact,
+        "ranges": {key: [_amount(low), _amount(high)] for key, (low, high) in result.ranges.items()},
+        "unknown": list(result.unknown),
+        "stale": [{"parameter": s.parameter, "last_known": s.last_known.isoformat()} for s in result.stale],
+        "year_after": _year_json(result),
         "effective": result.effective.isoformat() if result.effective else None,
         "steps": [
             {
@@ -42,7 +47,7 @@ def estimate_json(result: Estimate | CannotEstimate, lang: str = "zh") -> dict[s
                 "amount": _amount(step.amount.quantize(Decimal("0.01"))),
                 "used": [
                     {"parameter": u.parameter, "effective": u.effective.isoformat(), "source": u.source,
-                     "confidence": u.confidence}
+                     "confidence": u.confidence, **({"stale": True} if u.stale else {})}
                     for u in step.used
                 ],
             }
@@ -51,6 +56,18 @@ def estimate_json(result: Estimate | CannotEstimate, lang: str = "zh") -> dict[s
         "warnings": [w(lang) for w in result.warnings],
         "sources": [{"id": s.id, "title": s.title, "where": s.where} for s in result.sources],
     }
+
+
+def _year_json(result: Estimate) -> dict[str, Any] | None:
+    """The insurance year's totals after this visit: the next visit's ytd inputs (README, JSON contract)."""
+    year = result.year_after
+    if year is None:
+        return None
+    out: dict[str, Any] = {k: _amount(getattr(year, k)) for k in
+                           ("deductible_met", "fund_paid", "supplementary_paid", "critical_paid", "compliant",
+                            "burden")}
+    out["admissions"] = year.admissions
+    return out
 
 
 LABELS = {
@@ -69,8 +86,9 @@ def estimate_text(result: Estimate | CannotEstimate, policies: PolicySet, lang: 
     if isinstance(result, CannotEstimate):
         return result.reason(lang)
     label = LABELS[lang]
+    label = {**label, "supplementary": _supplementary_label(result, policies, lang) or label["supplementary"]}
     width = max(len(v) for v in label.values()) + 2
-    lines = [f"{label[k]:<{width}}{money(getattr(result, k)):>16}" for k in
+    lines = [f"{label[k]:<{width}}{_figure(result, k):>16}" for k in
              ("total", "compliant", "deductible", "fund", "supplementary", "critical_illness", "personal")]
     lines.append("")
     lines.append(f"{label['year']}: {result.insurance_year[0]} – {result.insurance_year[1]}")
@@ -81,6 +99,26 @@ def estimate_text(result: Estimate | CannotEstimate, policies: PolicySet, lang: 
         lines += ["", f"{label['warnings']}:"] + [f"  ! {w(lang)}" for w in result.warnings]
     lines += ["", f"{label['sources']}:"] + [f"  - {s.title} ({s.where})" for s in result.sources]
     return "\n".join(lines)
+
+
+def _supplementary_label(result: Estimate, policies: PolicySet, lang: str) -> str | None:
+    """The region's own name for the fund above the cap (附加基金, 大额医疗互助)."""
+    region = policies.regions.get(result.region)
+    plan = region.plans.get(result.case.plan) if region else None
+    visit = plan.visits.get(result.case.visit) if plan else None
+    for node in (visit, plan):
+        text = node.settings.get("supplementary_name") if node else None
+        if text:
+            return text(lang)
+    return None
+
+
+def _figure(result: Estimate, key: str) -> str:
+    """A figure, or its range when the policy leaves part of it unknown."""
+    if key in result.ranges:
+        low, high = result.ranges[key]
+        return f"{money(low)}–{money(high)}"
+    return money(getattr(result, key))
 
 
 RATIO_PARAMETERS = frozenset({"ratio", "later_admission_factor", "class_b_self_ratio", "out_of_area_factor",
@@ -110,7 +148,8 @@ def _node_lines(node: Node, day: dt.date, lang: str, indent: str) -> list[str]:
         if entry is None:
             continue
         flag = "" if entry.confidence == "confirmed" else f" [{entry.confidence}]"
-        lines.append(f"{indent}{name(key, lang)}: {show_value(entry.value, key)}  (since {entry.start}, "
+        value = shown_value(entry.value, key)[1 if lang == "en" else 0]
+        lines.append(f"{indent}{name(key, lang)}: {value}  (since {entry.start}, "
                      f"{entry.source}){flag}")
     return lines
 

@@ -2,6 +2,9 @@
 
 Each case names its region's shipped policy (or `policy_dir` for the small test-only policies of
 the corrected seed examples) and the figures the reference semantics give; `why` shows the arithmetic.
+A case whose policy leaves a parameter unknown also expects `unknown` (the parameters' names) and
+`ranges` (low and high of every figure that is not exact, as in the JSON); a case without them expects
+an exact estimate. `year_after` expects the year's totals after the visit.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from rules.loader import load_policies
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = sorted((ROOT / "tests" / "cases").glob("*.yaml"))
-AMOUNTS = {"total", "self_pay", "class_b", "ytd_deductible", "ytd_fund", "ytd_compliant", "ytd_burden"}
+AMOUNTS = {"total", "self_pay", "class_b", "ytd_deductible", "ytd_fund", "ytd_compliant", "ytd_burden",
+           "ytd_supplementary", "ytd_critical"}
+SPECIAL = ("unknown", "ranges", "year_after", "stale")
 
 
 def _load_cases():
@@ -61,6 +66,14 @@ def test_case(case: dict, policy_dir: str | None) -> None:
         assert result.missing == expected["missing"]
         return
     assert not isinstance(result, CannotEstimate), f"cannot estimate: missing {result.missing}"
-    got = {key: f"{getattr(result, key):.2f}" for key in expected}
-    assert got == {k: str(v) for k, v in expected.items()}, case.get("why")
+    points = {k: v for k, v in expected.items() if k not in SPECIAL}
+    got = {key: f"{getattr(result, key):.2f}" for key in points}
+    assert got == {k: str(v) for k, v in points.items()}, case.get("why")
     assert result.fund + result.supplementary + result.critical_illness + result.personal == result.total
+    assert result.unknown == expected.get("unknown", []), case.get("why")
+    ranges = {k: [f"{lo:.2f}", f"{hi:.2f}"] for k, (lo, hi) in result.ranges.items()
+              if not k.startswith("year_after.")}
+    assert ranges == {k: [str(x) for x in v] for k, v in expected.get("ranges", {}).items()}, case.get("why")
+    for key, value in expected.get("year_after", {}).items():
+        assert str(getattr(result.year_after, key)) == str(value), (key, case.get("why"))
+    assert [s.parameter for s in result.stale] == expected.get("stale", []), case.get("why")

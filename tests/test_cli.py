@@ -72,9 +72,15 @@ def test_json_warnings_in_english():
                     "--total", "10000", "--date", "2024-09-01", "--json", "--lang", "en")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert (data["fund"], data["personal"]) == ("6720.00", "3280.00")
-    assert data["warnings"][0].startswith("deductible (")
-    assert "unverified" in data["warnings"][0]
+    # no fund cap on record: the points count it as spent (the most the person pays), the ranges bound it;
+    # (10000 − 400) × 70% = 6720 below the cap, or up to all 9600 from a fund above a spent cap
+    assert (data["fund"], data["personal"]) == ("0.00", "10000.00")
+    assert data["exact"] is False
+    assert data["unknown"] == ["fund_cap", "supplementary_ratio", "supplementary_cap"]
+    assert data["ranges"]["fund"] == ["0.00", "6720.00"]
+    assert data["ranges"]["personal"] == ["400.00", "10000.00"]
+    assert data["warnings"][0].startswith("Not on record: annual fund cap")
+    assert data["warnings"][1].startswith("deductible (") and "unverified" in data["warnings"][1]
     assert {s["id"] for s in data["sources"]} == {"seed", "notice"}
 
 
@@ -107,21 +113,29 @@ def test_region_found_by_alias_and_chinese_name():
         assert json.loads(done.stdout)["region"] == "propland"
 
 
-def test_cannot_estimate_prints_error_and_missing_and_exits_2():
+def test_a_missing_detail_is_named_as_a_missing_flag_in_json():
     done = estimate("--region", "propland", "--plan", "employee", "--member", "in_service", "--visit",
                     "outpatient", "--level", "3", "--total", "100", "--date", "2024-09-01", "--json")
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     data = json.loads(done.stdout)
     assert data["missing"] == ["age"]
-    assert isinstance(data["error"], str) and data["error"]
+    assert data["error"] == "--age is needed for this plan in Propland"
 
 
-def test_cannot_estimate_in_text_exits_2():
+def test_a_missing_detail_is_named_as_a_missing_flag_in_one_line():
     done = estimate("--region", "propland", "--plan", "employee", "--visit", "outpatient", "--level", "3",
                     "--total", "100", "--date", "2024-09-01", "--lang", "en")
     assert done.returncode == 2
-    assert "lacks what this estimate needs" in done.stdout
+    assert done.stdout == ""
+    assert done.stderr == "yibao estimate: --age and --member are needed for this plan in Propland\n"
+
+
+def test_cannot_estimate_when_the_policy_knows_neither_deductible_nor_ratio():
+    done = estimate("--region", "propland", "--plan", "employee", "--member", "in_service", "--visit",
+                    "inpatient", "--level", "3", "--total", "100", "--date", "2019-09-01", "--lang", "en")
+    assert done.returncode == 2
+    assert "lacks what this estimate needs: deductible, reimbursement ratio" in done.stdout
 
 
 BASE = ["--region", "propland", "--plan", "employee", "--member", "in_service", "--visit", "inpatient",

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rules.case import LEVELS, MEMBERS, PLANS, VISITS, CannotEstimate, Case, Estimate
+from rules.case import LEVELS, MEMBERS, PLANS, VISITS, WHERE, CannotEstimate, Case, Estimate
 from rules.engine import estimate
 from rules.loader import load_policies
 from rules.report import estimate_json, estimate_text
@@ -45,7 +45,8 @@ def run(**kw) -> Estimate | CannotEstimate:
     kw.setdefault("region", "propland")
     kw.setdefault("plan", "employee")
     kw.setdefault("date", dt.date(2024, 9, 1))
-    for key in ("total", "self_pay", "class_b", "ytd_deductible", "ytd_fund", "ytd_compliant", "ytd_burden"):
+    for key in ("total", "self_pay", "class_b", "ytd_deductible", "ytd_fund", "ytd_compliant", "ytd_burden",
+                "ytd_supplementary", "ytd_critical"):
         if isinstance(kw.get(key), str):
             kw[key] = D(kw[key])
     return estimate(Case(**kw), POLICIES)
@@ -103,9 +104,9 @@ _EMPLOYEE = st.one_of(
                            "retired_year": st.integers(1980, 2027)}),
 )
 PROFILES = [
-    ("propland", "employee", "inpatient", ("1", "2", "3", "out_of_area"), _EMPLOYEE, _DATES, True),
+    ("propland", "employee", "inpatient", ("1", "2", "3"), _EMPLOYEE, _DATES, True),
     ("propland", "employee", "outpatient", ("community", "1", "2", "3"), _EMPLOYEE, _DATES, True),
-    ("propland", "employee", "special_outpatient", ("2", "3", "out_of_area"), _EMPLOYEE, _DATES, True),
+    ("propland", "employee", "special_outpatient", ("2", "3"), _EMPLOYEE, _DATES, True),
     ("propland", "resident", "inpatient", ("1", "2", "3"),
      st.fixed_dictionaries({"age": st.integers(0, 100)}), st.dates(dt.date(2020, 1, 1), dt.date(2025, 12, 31)),
      False),
@@ -126,7 +127,10 @@ def estimable_cases(draw) -> Case:
         ytd_fund=draw(st.one_of(st.just(D(0)), amounts(30_000_000))),
         ytd_compliant=draw(st.one_of(st.just(D(0)), amounts(10_000_000))),
         ytd_burden=draw(st.one_of(st.just(D(0)), amounts(20_000_000))),
+        ytd_supplementary=draw(st.one_of(st.none(), st.just(D(0)), amounts(10_000_000))),
+        ytd_critical=draw(st.one_of(st.none(), st.just(D(0)), amounts(5_000_000))),
         admission=draw(st.integers(1, 4)),
+        where=draw(st.sampled_from(WHERE)),
     )
 
 
@@ -150,7 +154,10 @@ def any_cases(draw) -> Case:
         ytd_fund=draw(st.one_of(st.just(D(0)), amounts())),
         ytd_compliant=draw(st.one_of(st.just(D(0)), amounts())),
         ytd_burden=draw(st.one_of(st.just(D(0)), amounts())),
+        ytd_supplementary=draw(st.one_of(st.none(), amounts())),
+        ytd_critical=draw(st.one_of(st.none(), amounts())),
         admission=draw(st.integers(1, 5)),
+        where=draw(st.sampled_from(WHERE)),
     )
 
 
@@ -172,6 +179,31 @@ def check_invariants(result: Estimate) -> None:
         assert AMOUNT_RE.match(data[key]), f"{key} = {data[key]!r}"
     for step in data["steps"]:
         assert re.match(r"^-?\d+\.\d{2}$", step["amount"]), step
+    check_ranges(result)
+    assert data["exact"] is result.exact and data["unknown"] == result.unknown
+    for key, (low, high) in data["ranges"].items():
+        assert AMOUNT_RE.match(low) and AMOUNT_RE.match(high), (key, low, high)
+    assert set(data["year_after"]) == {"deductible_met", "fund_paid", "supplementary_paid", "critical_paid",
+                                       "compliant", "burden", "admissions"}
+
+
+def check_ranges(result: Estimate) -> None:
+    """Every range holds its point figure, nothing is negative, and the insurance and the person's share
+    add up to the total at both ends (the person pays least where the insurance pays most)."""
+    total = result.case.total
+    assert result.exact == (not result.ranges)
+    if result.ranges:
+        assert result.unknown, "a range with no unknown parameter"
+    for key, (low, high) in result.ranges.items():
+        assert D(0) <= low < high, (key, low, high)
+        if not key.startswith("year_after."):
+            point = result.insurance if key == "insurance" else getattr(result, key)
+            assert low <= point <= high, (key, low, point, high)
+            assert high <= total, (key, high, total)
+    personal = result.ranges.get("personal", (result.personal, result.personal))
+    insurance = result.ranges.get("insurance", (result.insurance, result.insurance))
+    assert insurance[0] + personal[1] == total and insurance[1] + personal[0] == total
+    assert personal[1] == result.personal, "the point figure is the most the person pays"
 
 
 # -- properties --------------------------------------------------------------------------------
@@ -301,10 +333,20 @@ def test_cap_exhausted_supplementary_capped_then_critical_illness():
     # supplementary 79,000 × 0.8 = 63,200 → capped at 50,000
     # 大病: burden 80,000 − 0 − 50,000 = 30,000; [20,000, 30,000] at 50% = 5,000
     # personal 80,000 − 50,000 − 5,000 = 25,000
-    r = run(member="in_service", visit="inpatient", level="3", total="80000", self_pay="0", class_b="0",
-            ytd_fund="100000", date=dt.date(2024, 3, 1))
+    kw = dict(member="in_service", visit="inpatient", level="3", total="80000", self_pay="0", class_b="0",
+              ytd_fund="100000", date=dt.date(2024, 3, 1))
+    r = run(**kw, ytd_supplementary="0")
     assert figures(r) == {"compliant": "80000.00", "deductible": "1000.00", "fund": "0.00",
                           "supplementary": "50000.00", "critical_illness": "5000.00", "personal": "25000.00"}
+    assert r.exact
+    # not told what the supplementary fund paid earlier, although the fund's cap was reached before this
+    # stay: it may have spent its 50,000 already. Then the burden is 80,000: 大病 [20,000, 50,000] × 50%
+    # = 15,000 + [50,000, 80,000] × 60% = 18,000 → 33,000, capped at 30,000; personal 50,000.
+    r = run(**kw)
+    assert (r.supplementary, r.critical_illness, r.personal) == (D("0.00"), D("30000.00"), D("50000.00"))
+    assert r.unknown == ["ytd_supplementary"]
+    assert r.ranges["supplementary"] == (D("0.00"), D("50000.00"))
+    assert r.ranges["personal"] == (D("25000.00"), D("50000.00"))
 
 
 def test_critical_illness_bands_above_threshold_with_ytd_burden():
@@ -331,13 +373,27 @@ def test_critical_illness_threshold_crossed_by_this_visit():
 
 
 def test_critical_illness_cap():
-    # in-service aged 30, outpatient 三级, deductible met: raw 70,000 × 0.5 = 35,000 → cap 5,000
-    # burden 70,000 − 5,000 = 65,000 above 100,000 borne earlier: 65,000 × 0.6 = 39,000 → cap 30,000
-    # personal 70,000 − 5,000 − 30,000 = 35,000
-    r = run(member="in_service", age=30, visit="outpatient", level="3", total="70000", self_pay="0",
-            class_b="0", ytd_deductible="1500", ytd_burden="100000")
+    # The 大病 cap (30,000) counts the whole insurance year, like the fund's.
+    # in-service aged 30, outpatient 三级, deductible met: raw 70,000 × 0.5 = 35,000 → outpatient cap 5,000
+    # burden 70,000 − 5,000 = 65,000 above 100,000 borne earlier.
+    # What 大病 paid earlier, worked out from the earlier burden: [20,000, 50,000] × 50% = 15,000 and
+    # [50,000, 100,000] × 60% = 30,000 → 45,000, capped at 30,000: the cap is spent, this visit gets 0;
+    # personal 70,000 − 5,000 = 65,000
+    kw = dict(member="in_service", age=30, visit="outpatient", level="3", total="70000", self_pay="0",
+              class_b="0", ytd_deductible="1500", ytd_burden="100000")
+    r = run(**kw)
     assert figures(r) == {"compliant": "70000.00", "deductible": "0.00", "fund": "5000.00",
-                          "supplementary": "0.00", "critical_illness": "30000.00", "personal": "35000.00"}
+                          "supplementary": "0.00", "critical_illness": "0.00", "personal": "65000.00"}
+    assert r.year_after.critical_paid == D(30000)
+    # told that it paid 10,000 so far: 20,000 left; this visit's 65,000 × 0.6 = 39,000 → 20,000
+    # personal 70,000 − 5,000 − 20,000 = 45,000
+    r = run(**kw, ytd_critical="10000")
+    assert figures(r) == {"compliant": "70000.00", "deductible": "0.00", "fund": "5000.00",
+                          "supplementary": "0.00", "critical_illness": "20000.00", "personal": "45000.00"}
+    assert r.year_after.critical_paid == D(30000) and r.exact
+    # a second visit of the same year gets nothing more
+    again = run(**{**kw, **r.year_after.as_case(), "admission": 1})
+    assert again.critical_illness == 0
 
 
 def test_rounding_is_half_up():
@@ -351,33 +407,38 @@ def test_rounding_is_half_up():
     assert (str(r.fund), str(r.personal)) == ("50.01", "50.00")
 
 
-def test_out_of_area_factor_on_banded_ratios_by_level():
-    # in-service, out of area: deductible and ratios of 三级 (out_of_area_base_level 3)
-    # deductible 1,000; ratio 80% × factor 80% = 64%: (20,000 − 1,000) × 0.64 = 12,160; personal 7,840
-    r = run(member="in_service", visit="inpatient", level="out_of_area", total="20000", self_pay="0",
+def test_out_of_area_keeps_the_hospital_level_and_applies_the_factor():
+    # in-service, a 三级 hospital out of the area, not filed (plain factor 80% for every kind):
+    # deductible 1,000 (三级); ratio 80% × 80% = 64%: (20,000 − 1,000) × 0.64 = 12,160; personal 7,840
+    r = run(member="in_service", visit="inpatient", level="3", where="unfiled", total="20000", self_pay="0",
             class_b="0")
     assert figures(r) == {"compliant": "20000.00", "deductible": "1000.00", "fund": "12160.00",
                           "supplementary": "0.00", "critical_illness": "0.00", "personal": "7840.00"}
-    assert {"out_of_area", "out_of_area_deductible"} <= set(keys(r))
+    assert "out_of_area_ratio" in [s.key for s in r.steps] and r.exact
+    # the same stay at a 一级 hospital out of the area: deductible 300; 90% × 80% = 72%:
+    # (20,000 − 300) × 0.72 = 14,184; personal 5,816 (the tier is not lost)
+    r = run(member="in_service", visit="inpatient", level="1", where="filed", total="20000", self_pay="0",
+            class_b="0")
+    assert figures(r) == {"compliant": "20000.00", "deductible": "300.00", "fund": "14184.00",
+                          "supplementary": "0.00", "critical_illness": "0.00", "personal": "5816.00"}
 
 
 def test_out_of_area_factor_on_a_flat_ratio():
-    # retired by 2000: plain deductible 500, flat 95% × 80% = 76%: 19,500 × 0.76 = 14,820; personal 5,180
-    r = run(member="retired", retired_year=2000, visit="inpatient", level="out_of_area", total="20000",
+    # retired by 2000, referred: plain deductible 500, flat 95% × 80% = 76%: 19,500 × 0.76 = 14,820;
+    # personal 5,180
+    r = run(member="retired", retired_year=2000, visit="inpatient", level="3", where="referral", total="20000",
             self_pay="0", class_b="0")
     assert figures(r) == {"compliant": "20000.00", "deductible": "500.00", "fund": "14820.00",
                           "supplementary": "0.00", "critical_illness": "0.00", "personal": "5180.00"}
-    assert "out_of_area" in keys(r)
 
 
 def test_out_of_area_factor_on_plain_bands():
-    # special outpatient, out of area: plain bands (no levels) are "the ratio at the base level" too, so
-    # the factor applies: 5,000 × 60% × 80% = 2,400; personal 2,600. (deductible 0, no cap)
-    r = run(member="in_service", visit="special_outpatient", level="out_of_area", total="5000",
+    # special outpatient in an emergency out of the area: plain bands (no levels) take the factor too:
+    # 5,000 × 60% × 80% = 2,400; personal 2,600. (deductible 0, no cap)
+    r = run(member="in_service", visit="special_outpatient", level="2", where="emergency", total="5000",
             self_pay="0", class_b="0")
     assert figures(r) == {"compliant": "5000.00", "deductible": "0.00", "fund": "2400.00",
                           "supplementary": "0.00", "critical_illness": "0.00", "personal": "2600.00"}
-    assert "out_of_area" in keys(r)
 
 
 def test_second_admission_halves_the_deductible():
@@ -412,15 +473,16 @@ def test_unknown_split_warns_and_takes_the_whole_total_as_compliant():
     assert "split_unknown" in keys(r)
 
 
-def test_seed_only_value_warns_unverified_first():
-    # resident aged 65, inpatient 二级: deductible 400 (seed-only), 70%: (10,000 − 400) × 0.7 = 6,720
-    # personal 3,280. Warnings: unverified (first), then split unknown and unknown cap.
+def test_seed_only_value_warns_unverified():
+    # resident aged 65, inpatient 二级: deductible 400 (seed-only), 70%: (10,000 − 400) × 0.7 = 6,720 below
+    # the cap, which is not on record: the point counts it as spent (fund 0, the most the person pays)
+    # and the range bounds the fund by 6,720. Warnings: the unknowns with the range first, then unverified.
     r = run(plan="resident", age=65, visit="inpatient", level="2", total="10000")
-    assert figures(r)["deductible"] == "400.00" and figures(r)["fund"] == "6720.00"
-    assert figures(r)["personal"] == "3280.00"
-    assert keys(r)[0] == "unverified"
-    assert {"split_unknown", "cap_unknown"} <= set(keys(r))
-    assert "Propland 种子文章" in r.warnings[0]("en")
+    assert figures(r)["deductible"] == "400.00" and figures(r)["fund"] == "0.00"
+    assert r.ranges["fund"] == (D("0.00"), D("6720.00"))
+    assert keys(r)[:2] == ["unknown_range", "unverified"]
+    assert "split_unknown" in keys(r)
+    assert "Propland 种子文章" in r.warnings[1]("en")
     # a confirmed-only estimate carries no such warning
     assert "unverified" not in keys(run(member="in_service", visit="inpatient", level="1", total="5000"))
 
@@ -446,13 +508,9 @@ def test_cap_change_day_before_and_on_the_date():
     (dict(member="in_service", visit="outpatient", level="3", total="100"), ["age"]),
     (dict(visit="outpatient", level="3", total="100", age=30), ["member"]),
     (dict(member="retired", visit="inpatient", level="3", total="100"), ["retired_year"]),
-    (dict(plan="resident", age=65, visit="inpatient", level="2", total="100", date=dt.date(2026, 1, 1)),
-     ["ratio"]),
     (dict(member="in_service", visit="inpatient", level="3", total="100", self_pay="0",
-          date=dt.date(2019, 12, 31)), ["deductible"]),
+          date=dt.date(2019, 12, 31)), ["deductible", "ratio"]),
     (dict(member="in_service", visit="outpatient", level="out_of_area", total="100", age=30), ["level"]),
-    (dict(region="calmland", plan="resident", visit="outpatient", level="1", total="100", self_pay="0",
-          class_b="10"), ["class_b_self_ratio"]),
     (dict(region="calmland", plan="employee", visit="outpatient", level="1", total="100"), ["plan"]),
     (dict(region="nowhere", visit="outpatient", level="1", total="100"), ["region"]),
 ])
@@ -472,5 +530,6 @@ def test_unverified_warning_shows_an_amount_as_money(tmp_path):
     case = Case(region="propland", plan="resident", age=65, visit="inpatient", level="2", total=D("100.00"),
                 date=dt.date(2024, 9, 1))
     r = estimate(case, policies)
-    assert keys(r)[0] == "unverified"
-    assert r.warnings[0]("en").startswith("deductible (0.00)"), r.warnings[0]("en")
+    unverified = next(w for w in r.warnings if w.key == "unverified")
+    assert unverified("en").startswith("deductible (0.00)"), unverified("en")
+    assert unverified("zh").startswith("起付线（0.00）"), unverified("zh")

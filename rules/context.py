@@ -1,0 +1,171 @@
+"""One run of an estimate: the case's place in a region's policy, the values it looks up, and what the
+run records (steps, warnings, sources, the parameters it found unknown or stale).
+
+An unknown parameter never stops a run. It takes one of its two extremes, chosen by the run's
+scenario: the value with which the insurance pays least (the default, so the point figures are the
+most the person pays) or most. `rules.engine` runs the corners of these extremes and reports ranges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from rules.case import Case, Message, Source, Stale, Step, Used
+from rules.policy import UNLIMITED, Band, Entry, Plan, Region, Row, Visit
+
+ONE = Decimal(1)
+CONFIDENCE_ORDER = ("confirmed", "secondary", "third-party", "seed-only")  # strongest first
+
+
+class Spent:
+    """An unknown cap at its low extreme: whatever the cap is, nothing of it is left this year."""
+
+    _instance: Spent | None = None
+
+    def __new__(cls) -> Spent:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "spent"
+
+
+SPENT = Spent()
+WHOLE = object()  # an unknown deductible or threshold at its low extreme: it swallows the whole amount
+
+# (insurance pays least, insurance pays most) for each parameter the policy may leave unknown
+EXTREMES: dict[str, tuple[Any, Any]] = {
+    "deductible": (WHOLE, Decimal(0)),
+    "later_admission_factor": (ONE, Decimal(0)),
+    "ratio": (Decimal(0), ONE),
+    "fund_cap": (SPENT, UNLIMITED),
+    "class_b_self_ratio": (ONE, Decimal(0)),
+    "out_of_area_factor": (Decimal(0), ONE),
+    "supplementary_ratio": (Decimal(0), ONE),
+    "supplementary_cap": (SPENT, UNLIMITED),
+    "critical_illness_threshold": (WHOLE, Decimal(0)),
+    "critical_illness_bands": ((Band(Decimal(0), Decimal(0)),), (Band(Decimal(0), ONE),)),
+    "critical_illness_cap": (SPENT, UNLIMITED),
+    # what a layer already paid this year, when the case does not say and the policy cannot tell
+    "ytd_supplementary": (SPENT, Decimal(0)),
+    "ytd_critical": (SPENT, Decimal(0)),
+}
+
+
+class Missing(Exception):
+    """Nothing useful can be said (region, plan, visit, level, rule or a person detail): a refusal."""
+
+    def __init__(self, missing: list[str], reason: str = "cannot_estimate"):
+        self.missing = missing
+        self.reason = reason
+
+
+def lowered(confidence: str) -> str:
+    """One step weaker: a figure used past its own year is no longer confirmed for this one."""
+    if confidence not in CONFIDENCE_ORDER:
+        return confidence
+    return CONFIDENCE_ORDER[min(CONFIDENCE_ORDER.index(confidence) + 1, len(CONFIDENCE_ORDER) - 1)]
+
+
+@dataclass(slots=True)
+class Context:
+    """The case's place in one region's policy, the run's scenario, and what the run has recorded."""
+
+    case: Case
+    region: Region
+    plan: Plan
+    visit: Visit
+    row: Row | None
+    day: dt.date
+    highs: frozenset[str] = frozenset()  # unknowns taken at their "insurance pays most" extreme
+    steps: list[Step] = field(default_factory=list)
+    warnings: list[Message] = field(default_factory=list)
+    notices: list[Message] = field(default_factory=list)
+    sources: dict[str, Source] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+    stale: dict[str, Stale] = field(default_factory=dict)
+
+    def nodes(self) -> tuple:
+        return (self.row, self.visit, self.plan) if self.row else (self.visit, self.plan)
+
+    def has(self, name: str) -> bool:
+        """Whether the policy states `name` at all on this date (row, visit or plan)."""
+        return any(name in node.params and node.params[name].at(self.day) is not None for node in self.nodes())
+
+    def extreme(self, name: str) -> Any:
+        """The unknown `name` at this run's extreme; recorded so the result lists it."""
+        if name not in self.unknown:
+            self.unknown.append(name)
+        return EXTREMES[name][name in self.highs]
+
+    def entry(self, name: str, required: bool = True) -> Entry | None:
+        """The value in force on the day of service, from the row, else the visit, else the plan; an
+        unknown required value comes back as a sourceless entry holding the run's extreme."""
+        for node in self.nodes():
+            series = node.params.get(name)
+            if series is not None:
+                found = series.at(self.day)
+                break
+        else:
+            series = found = None
+        if found is None:
+            if required:
+                return Entry(self.day, self.extreme(name), "", "unknown")
+            return None
+        if found.source not in self.sources:
+            self.sources[found.source] = self.region.sources[found.source]
+        if found.confidence == "seed-only":
+            self._unverified(name, found)
+        if series.yearly:
+            found = self._check_stale(name, found)
+        return found
+
+    def _check_stale(self, name: str, entry: Entry) -> Entry:
+        known_start, known_end = self.region.insurance_year(entry.start)
+        if self.day <= known_end:
+            return entry
+        year = self.region.insurance_year(self.day)[0].year
+        self.stale.setdefault(name, Stale(name, entry.start, known_start.year, year))
+        return dataclasses.replace(entry, confidence=lowered(entry.confidence))
+
+    def at_level(self, name: str, value: Any) -> Any:
+        """A by-level value at the hospital's level; a level the policy leaves out is unknown."""
+        if not isinstance(value, dict):
+            return value
+        if self.case.level in value:
+            return value[self.case.level]
+        return self.extreme(name)
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        for node in self.nodes():
+            if name in node.settings:
+                return node.settings[name]
+        return default
+
+    def _unverified(self, name: str, entry: Entry) -> None:
+        from rules.messages import shown_value
+
+        source = self.region.sources[entry.source].title
+        message = Message("unverified", (("parameter", [name]), ("value", shown_value(entry.value, name)),
+                                         ("source", source)))
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def used(self, name: str, entry: Entry) -> tuple[Used, ...]:
+        """Where a value came from, for a step; nothing for an unknown (it has no source)."""
+        if not entry.source:
+            return ()
+        return (Used(name, entry.start, entry.source, entry.confidence, entry.quote, name in self.stale),)
+
+    def step(self, key: str, amount: Decimal, used: tuple[Used, ...] = (), **args: Any) -> None:
+        self.steps.append(Step(key, Message(key, (*tuple(args.items()), ("amount", amount))), amount, used))
+
+    def warn(self, key: str, **args: Any) -> None:
+        message = Message(key, tuple(args.items()))
+        if message not in self.notices:
+            self.notices.append(message)
