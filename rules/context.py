@@ -65,6 +65,36 @@ class Missing(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A parameter's value for a message, put in words only when the message is read."""
+
+    value: Any
+    parameter: str
+
+    def text(self, lang: str) -> str:
+        from rules.messages import shown_value
+
+        return shown_value(self.value, self.parameter)[1 if lang == "en" else 0]
+
+
+_YEARS: dict[int, tuple[Entry, Region, tuple[dt.date, dt.date, Entry]]] = {}
+
+
+def _year_of(region: Region, entry: Entry) -> tuple[dt.date, dt.date, Entry]:
+    """The insurance year an entry took effect in, and the entry with its confidence lowered; worked
+    out once per entry (the cache holds the entry itself, so a reused id never matches)."""
+    hit = _YEARS.get(id(entry))
+    if hit is not None and hit[0] is entry and hit[1] is region:
+        return hit[2]
+    start, end = region.insurance_year(entry.start)
+    found = (start, end, dataclasses.replace(entry, confidence=lowered(entry.confidence)))
+    if len(_YEARS) > 100_000:
+        _YEARS.clear()
+    _YEARS[id(entry)] = (entry, region, found)
+    return found
+
+
 def lowered(confidence: str) -> str:
     """One step weaker: a figure used past its own year is no longer confirmed for this one."""
     if confidence not in CONFIDENCE_ORDER:
@@ -89,6 +119,7 @@ class Context:
     sources: dict[str, Source] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
     stale: dict[str, Stale] = field(default_factory=dict)
+    record: bool = True  # steps and warnings are kept for the point run only (the others give figures)
 
     def nodes(self) -> tuple:
         return (self.row, self.visit, self.plan) if self.row else (self.visit, self.plan)
@@ -117,21 +148,22 @@ class Context:
             if required:
                 return Entry(self.day, self.extreme(name), "", "unknown")
             return None
-        if found.source not in self.sources:
-            self.sources[found.source] = self.region.sources[found.source]
-        if found.confidence == "seed-only":
-            self._unverified(name, found)
+        if self.record:
+            if found.source not in self.sources:
+                self.sources[found.source] = self.region.sources[found.source]
+            if found.confidence == "seed-only":
+                self._unverified(name, found)
         if series.yearly:
             found = self._check_stale(name, found)
         return found
 
     def _check_stale(self, name: str, entry: Entry) -> Entry:
-        known_start, known_end = self.region.insurance_year(entry.start)
+        known_start, known_end, weaker = _year_of(self.region, entry)
         if self.day <= known_end:
             return entry
         year = self.region.insurance_year(self.day)[0].year
         self.stale.setdefault(name, Stale(name, entry.start, known_start.year, year))
-        return dataclasses.replace(entry, confidence=lowered(entry.confidence))
+        return weaker
 
     def at_level(self, name: str, value: Any) -> Any:
         """A by-level value at the hospital's level; a level the policy leaves out is unknown."""
@@ -148,10 +180,8 @@ class Context:
         return default
 
     def _unverified(self, name: str, entry: Entry) -> None:
-        from rules.messages import shown_value
-
         source = self.region.sources[entry.source].title
-        message = Message("unverified", (("parameter", [name]), ("value", shown_value(entry.value, name)),
+        message = Message("unverified", (("parameter", [name]), ("value", Shown(entry.value, name)),
                                          ("source", source)))
         if message not in self.warnings:
             self.warnings.append(message)
@@ -163,9 +193,13 @@ class Context:
         return (Used(name, entry.start, entry.source, entry.confidence, entry.quote, name in self.stale),)
 
     def step(self, key: str, amount: Decimal, used: tuple[Used, ...] = (), **args: Any) -> None:
+        if not self.record:
+            return
         self.steps.append(Step(key, Message(key, (*tuple(args.items()), ("amount", amount))), amount, used))
 
     def warn(self, key: str, **args: Any) -> None:
+        if not self.record:
+            return
         message = Message(key, tuple(args.items()))
         if message not in self.notices:
             self.notices.append(message)

@@ -101,19 +101,20 @@ def estimate(case: Case, policies: PolicySet | None = None) -> Estimate | Cannot
         name = (found.name.zh, found.name.en) if found else (case.region, case.region)
         return CannotEstimate(case, found.id if found else case.region, day, missing.missing,
                               Message(missing.reason, (("region", name), ("missing", missing.missing))))
-    point, corners = _explore(lambda highs: compute(Context(case, region, plan, visit, row, day, highs)))
+    point = compute(Context(case, region, plan, visit, row, day))
     if set(FUND_RULE) <= set(point.ctx.unknown):
         # neither the deductible nor the ratio: the fund could pay anything from 0 to all, say so plainly
         return CannotEstimate(case, region.id, day, list(FUND_RULE),
                               Message("cannot_estimate", (("region", (region.name.zh, region.name.en)),
                                                           ("missing", list(FUND_RULE)))))
+    corners = _explore(point, lambda highs: compute(Context(case, region, plan, visit, row, day, highs,
+                                                            record=False)))
     return _result(point, corners)
 
 
-def _explore(run) -> tuple[Outcome, list[Outcome]]:
+def _explore(point: Outcome, run) -> list[Outcome]:
     """The point run and every corner of the unknowns found (a corner may reveal another unknown:
     the supplementary ratio matters only once the fund's cap is reached)."""
-    point = run(frozenset())
     names = list(point.ctx.unknown)
     done = {frozenset(): point}
     grew = bool(names)
@@ -128,7 +129,7 @@ def _explore(run) -> tuple[Outcome, list[Outcome]]:
                     if name not in names and len(names) < MAX_UNKNOWN:
                         names.append(name)
                         grew = True
-    return point, list(done.values())
+    return list(done.values())
 
 
 def _result(point: Outcome, corners: list[Outcome]) -> Estimate:

@@ -17,14 +17,12 @@ from rules.case import FEN, ZERO, YearTotals
 from rules.context import ONE, SPENT, WHOLE, Context
 from rules.policy import UNLIMITED, Band
 
-CRITICAL = ("critical_illness_threshold", "critical_illness_bands", "critical_illness_cap")
-
 
 def fen(value: Decimal) -> Decimal:
     return value.quantize(FEN, ROUND_HALF_UP)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """One run's figures, rounded to the fen, and the run that made them."""
 
@@ -51,12 +49,12 @@ def compute(ctx: Context) -> Outcome:
     critical, ytd_crit, burden = _critical_illness(ctx, compliant, fund, supplementary)
     fund_s, supp_s, crit_s = _shown(case.total, [fund, supplementary, critical])
     personal = case.total - fund_s - supp_s - crit_s
-    name = supplementary_name(ctx)
-    ctx.step("personal", personal, total=case.total, fund=fund_s, supplementary=supp_s, name=name,
-             critical_illness=crit_s)
-    for node in (ctx.plan, ctx.visit, ctx.row):
-        for text in (node.settings.get("assumptions", ()) if node else ()):
-            ctx.warn("assumption", text=(text.zh, text.en))
+    if ctx.record:
+        ctx.step("personal", personal, total=case.total, fund=fund_s, supplementary=supp_s,
+                 name=supplementary_name(ctx), critical_illness=crit_s)
+        for node in (ctx.plan, ctx.visit, ctx.row):
+            for text in (node.settings.get("assumptions", ()) if node else ()):
+                ctx.warn("assumption", text=(text.zh, text.en))
     compliant_s, deductible_s = fen(compliant), fen(deductible)
     year = YearTotals(
         deductible_met=case.ytd_deductible + deductible_s,
@@ -252,12 +250,14 @@ def _critical_illness(ctx: Context, compliant: Decimal, fund: Decimal,
     case = ctx.case
     burden = max(ZERO, compliant - fund - supplementary)
     ytd = case.ytd_burden
-    if not any(ctx.has(name) for name in CRITICAL):
-        if burden > 0 and case.visit != "outpatient":
-            ctx.warn("critical_illness_absent")
-        return ZERO, case.ytd_critical or ZERO, burden
+    threshold = ctx.entry("critical_illness_threshold", required=False)
+    if threshold is None:
+        if not (ctx.has("critical_illness_bands") or ctx.has("critical_illness_cap")):
+            if burden > 0 and case.visit != "outpatient":
+                ctx.warn("critical_illness_absent")
+            return ZERO, case.ytd_critical or ZERO, burden
+        threshold = ctx.entry("critical_illness_threshold")  # the layer exists, its threshold is unknown
     ctx.step("burden", burden, compliant=compliant, fund=fund, supplementary=supplementary, ytd=ytd)
-    threshold = ctx.entry("critical_illness_threshold")
     start = threshold.value
     if start is WHOLE or ytd + burden <= start:
         return ZERO, case.ytd_critical or ZERO, burden  # below the threshold the bands do not matter

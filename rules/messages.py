@@ -81,6 +81,8 @@ def percent(value: Decimal) -> str:
 
 
 def _show(key: str, value: Any, lang: str) -> str:
+    if hasattr(value, "text"):
+        return value.text(lang)  # a value put in words when read (`rules.context.Shown`)
     if isinstance(value, Decimal):
         return percent(value) if key.endswith(("ratio", "factor")) else money(value)
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
