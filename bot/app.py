@@ -1,5 +1,6 @@
 """The assembly: `yibao serve` puts the whole bot together here, top to bottom — the Telegram bot (long
-polling or webhook), the HTTP endpoints beside it, the web chat, the admin API and the broadcast runner.
+polling or webhook), the HTTP endpoints beside it, the WeChat Official Account, the web chat, the admin
+API and the broadcast runner. With only WECHAT_TOKEN set it serves WeChat without Telegram.
 
 Order matters and is kept in one function: policies and Redis first (a bad policy set or an absent
 Redis stops the start with a reason), then the Bot API (commands menu, webhook), then the HTTP
@@ -17,6 +18,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 
 from bot import logs
 from bot.channels.telegram import ALLOWED_UPDATES, add_webhook_route, build_application, register_commands
+from bot.channels.wechat import add_wechat
 from bot.config import Settings
 from bot.http_app import build_app
 from bot.lifecycle import run_site, stop_event_on_signals
@@ -32,16 +34,18 @@ from bot.runtime import StartError, open_runtime
 
 log = logging.getLogger(__name__)
 
-NO_TOKEN = ("yibao serve: TELEGRAM_BOT_TOKEN is not set. To try the bot without Telegram, run `yibao chat` "
-            "(terminal) or `yibao web` (browser).")
+NO_TOKEN = ("yibao serve: neither TELEGRAM_BOT_TOKEN nor WECHAT_TOKEN is set. To try the bot without a "
+            "messenger, run `yibao chat` (terminal) or `yibao web` (browser).")
 
 
 async def run_serve(settings: Settings) -> int:
-    if not settings.telegram_token:
+    if not settings.telegram_token and not settings.wechat_token:
         print(NO_TOKEN, file=sys.stderr)
         return 2
     logs.setup(settings.log_format, settings.log_level)
     logs.set_salt(settings.salt())
+    if not settings.telegram_token:
+        return await _serve_without_telegram(settings)
     polling = not settings.webhook_url
     async with open_runtime(settings) as runtime:
         metrics = Metrics()
@@ -57,6 +61,8 @@ async def run_serve(settings: Settings) -> int:
             from bot.channels.web import add_web_chat
 
             add_web_chat(app)
+        if settings.wechat_token:
+            add_wechat(app)
         try:
             await application.initialize()
         except InvalidToken:
@@ -102,6 +108,21 @@ async def run_serve(settings: Settings) -> int:
             if application.running:
                 await application.stop()
             await application.shutdown()
+    log.info("stopped")
+    return 0
+
+
+async def _serve_without_telegram(settings: Settings) -> int:
+    """WeChat (and the web chat with WEB_CHAT) without a Telegram token: the HTTP server alone."""
+    async with open_runtime(settings) as runtime:
+        app = build_app(runtime, Metrics())
+        add_wechat(app)
+        if settings.web_chat:
+            from bot.channels.web import add_web_chat
+
+            add_web_chat(app)
+        log.info("answering WeChat at %s", settings.wechat_path)
+        await run_site(app, settings.host, settings.port, stop_event_on_signals())
     log.info("stopped")
     return 0
 

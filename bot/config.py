@@ -90,6 +90,27 @@ def _ids(raw: str) -> frozenset[int]:
     return frozenset(int(p) for p in parts)
 
 
+def _aes_key(raw: str) -> Secret:
+    import base64
+    import binascii
+
+    key = raw.strip()
+    try:
+        ok = len(key) == 43 and len(base64.b64decode(key + "=", validate=True)) == 32
+    except (binascii.Error, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError("the 43-character EncodingAESKey from the Official Account's developer settings")
+    return Secret(key)
+
+
+def _path(raw: str) -> str:
+    path = raw.strip()
+    if not path.startswith("/") or any(c in path for c in "?#{} "):
+        raise ValueError("a URL path starting with /, e.g. /wechat")
+    return path
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.strip().lower() not in options:
@@ -115,7 +136,7 @@ VARIABLES: tuple[Variable, ...] = (
         "telegram_token",
         _secret,
         None,
-        "Bot token from @BotFather. Required by `yibao serve`.",
+        "Bot token from @BotFather. `yibao serve` needs it or WECHAT_TOKEN.",
         secret=True,
     ),
     Variable(
@@ -211,9 +232,28 @@ VARIABLES: tuple[Variable, ...] = (
         "log_salt",
         _secret,
         None,
-        "Salt of the hashed chat ids in logs. Unset: derived from the bot token (yibao web: a fixed salt).",
+        "Salt of the hashed chat ids in logs. Unset: derived from the bot token or WECHAT_TOKEN "
+        "(yibao web: a fixed salt).",
         secret=True,
     ),
+    Variable(
+        "WECHAT_TOKEN",
+        "wechat_token",
+        _secret,
+        None,
+        "Token of the WeChat Official Account (developer settings). Set: `yibao serve` answers WeChat.",
+        secret=True,
+    ),
+    Variable("WECHAT_APP_ID", "wechat_app_id", _text, None, "AppID of the Official Account (needed for safe mode)."),
+    Variable(
+        "WECHAT_AES_KEY",
+        "wechat_aes_key",
+        _aes_key,
+        None,
+        "EncodingAESKey of the Official Account: safe (encrypted) mode. Unset: plain mode.",
+        secret=True,
+    ),
+    Variable("WECHAT_PATH", "wechat_path", _path, "/wechat", "URL path WeChat posts messages to."),
     Variable("LOG_FORMAT", "log_format", _choice("text", "json"), "text", "`text` or `json` (one object a line)."),
     Variable(
         "LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Least severe level logged."
@@ -245,10 +285,14 @@ class Settings:
     log_level: str = "info"
     trust_proxy: bool = False
     log_salt: Secret | None = None
+    wechat_token: Secret | None = None
+    wechat_app_id: str | None = None
+    wechat_aes_key: Secret | None = None
+    wechat_path: str = "/wechat"
 
     def salt(self) -> str | None:
-        """What the log hashes are salted with: LOG_SALT, else the bot token."""
-        return (self.log_salt or self.telegram_token or Secret("")).value or None
+        """What the log hashes are salted with: LOG_SALT, else the bot token, else the WeChat token."""
+        return (self.log_salt or self.telegram_token or self.wechat_token or Secret("")).value or None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -271,6 +315,8 @@ class Settings:
     def check(self) -> None:
         if self.redis_cluster and not self.redis_url:
             raise ConfigError("REDIS_CLUSTER: needs REDIS_URL, the address of any node of the cluster")
+        if self.wechat_aes_key and not self.wechat_app_id:
+            raise ConfigError("WECHAT_APP_ID: expected the Official Account's AppID (safe mode checks it)")
         limit = 1000 if self.allow_paid_broadcast else 30
         if self.broadcast_rate > limit:
             raise ConfigError(
