@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
@@ -35,13 +36,21 @@ TOKEN = "yibaoTestToken42"
 APP_ID = "wx0123456789abcdef"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"  # 43 characters, as the settings page makes them
 PERSON = "oTestPerson_0123456789abcdefgh"
+REDIS_MODES = ("single", "cluster")  # every test here runs on one redis-server and on a Redis Cluster
+_CLUSTER = {"on": False}
+
+
+@pytest.fixture(autouse=True)
+def _redis_mode_for_wechat(redis_cluster: bool):
+    """wechat() builds its Runtime from a URL; tell it whether that URL is a cluster node."""
+    _CLUSTER["on"] = redis_cluster
 
 
 @asynccontextmanager
 async def wechat(redis_url: str, *, safe: bool, timeout: float = 5.0, **settings):
     """Our application with the WeChat route, and a fake WeChat in front of it."""
     values = {"wechat_app_id": APP_ID, "wechat_aes_key": AES_KEY} if safe else {}
-    values.update(throttle_rate=1000.0, throttle_burst=1000)
+    values.update(throttle_rate=1000.0, throttle_burst=1000, redis_cluster=_CLUSTER["on"])
     values.update(settings)
     async with open_runtime(Settings(redis_url=redis_url, wechat_token=TOKEN, **values)) as runtime:
         metrics = Metrics()
@@ -360,3 +369,63 @@ def test_long_replies_are_paged_within_the_limit():
     assert "回复「详情」继续阅读" in shown.text and "回复 1 选项0" in shown.text
     assert all(line in "\n".join(pages) for line in lines)
     assert all(len(p.encode()) <= 100 for p in paginate("一" * 1000, 100))
+
+
+async def test_no_answer_speaks_of_buttons(wx):
+    said = []
+    for text in ("开始", "上海", "退休", "住院", "三级", "2005", "30000", "跳过", "全部跳过", "?", "改地区", "上海",
+                 "9", "详情", "/help", "好", "/language en", "nonsense", "/help"):
+        said.append((await wx.fake.text(PERSON, text)).content)
+    said.append((await wx.fake.other(PERSON, "location")).content)
+    joined = "\n".join(said)
+    assert "按钮" not in joined and "点「" not in joined and "utton" not in joined and "Tap" not in joined
+    assert "回复序号修改某一项" in joined and "回复选项前的序号，或直接输入文字" in joined
+
+
+async def test_voice_with_recognition_reads_as_text(wx):
+    await wx.fake.text(PERSON, "开始")
+    heard = await wx.fake.send(PERSON, {"MsgType": "voice", "MediaId": "m", "Format": "amr", "Recognition": "上海",
+                                        "MsgId": "987654321"})
+    assert heard.content.startswith("→ 上海")
+    unheard = await wx.fake.send(PERSON, {"MsgType": "voice", "MediaId": "m", "Format": "amr", "MsgId": "987654322"})
+    assert unheard.content.startswith("我只能读懂文字")
+
+
+async def test_a_flood_gets_one_notice_then_nothing(redis, redis_url):
+    async with wechat(redis_url, safe=False, throttle_rate=0.01, throttle_burst=2) as env:
+        answers = [(await env.fake.text(PERSON, text)).content for text in ("开始", "上海", "退休", "住院")]
+    assert "你在哪个地区参保？" in answers[0] and answers[1].startswith("→ 上海")
+    assert answers[2:] == ["你发得有点快，请稍等几秒再继续。", ""]
+
+
+FUZZ_PIECES = ["<xml>", "</xml>", "<MsgType>text</MsgType>", "<MsgType>event</MsgType>", "<Event>subscribe</Event>",
+               "<Content>", "</Content>", "<![CDATA[", "]]>", "<MsgId>7</MsgId>", "<MsgId>x</MsgId>", "&amp;", "&#0;",
+               "&#xD800;", "\x00", "1", "上海", "详情", "<a><b>", "</b>", "<?xml version='1.0' encoding='gbk'?>",
+               "<!DOCTYPE x>", "<Content/>", "<Recognition>上海</Recognition>", "<MsgType>voice</MsgType>"]
+
+
+async def test_fuzzed_signed_bodies_never_get_a_5xx_nor_an_error(wx):
+    rnd = random.Random(17)
+    statuses: dict[int, int] = {}
+    for i in range(300):
+        inner = "".join(rnd.choice(FUZZ_PIECES) for _ in range(rnd.randint(0, 8)))
+        if rnd.random() < 0.6:  # a well-formed envelope around fuzzed fields, to reach the dialogue
+            inner = (f"<xml><ToUserName>gh_a</ToUserName><FromUserName>oFuzz{rnd.randint(1, 3)}</FromUserName>"
+                     f"<MsgType>{rnd.choice(['text', 'event', 'image', 'voice', ''])}</MsgType>"
+                     f"<MsgId>{rnd.choice(['1', str(i), '', 'x'])}</MsgId>"
+                     f"<Event>{rnd.choice(['subscribe', 'x'])}</Event>"
+                     f"<Content>{rnd.choice(['1', '9', '上海', '详情', '/forget', '30000', 'x' * 3000, '&#0;'])}"
+                     "</Content>"
+                     + "".join(rnd.choice(FUZZ_PIECES[2:]) for _ in range(rnd.randint(0, 2))) + "</xml>")
+        body = inner.encode("utf-8", "surrogatepass")
+        if wx.fake.aes_key:
+            encrypted = fw.encrypt(AES_KEY, APP_ID, body)
+            query = wx.fake.signed_query(encrypt_type="aes")
+            query["msg_signature"] = sign(TOKEN, query["timestamp"], query["nonce"], encrypted)
+            body = fw.message_xml({"ToUserName": fw.ACCOUNT, "Encrypt": encrypted})
+        else:
+            query = wx.fake.signed_query()
+        status, _ = await post(wx, query, body)
+        statuses[status] = statuses.get(status, 0) + 1
+    assert set(statuses) <= {200, 400} and statuses.get(200, 0) > 50, statuses
+    assert "yibao_errors_total 0" in wx.metrics.render()

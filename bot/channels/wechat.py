@@ -38,6 +38,7 @@ import secrets
 import string
 import struct
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import ParseError
 
@@ -82,6 +83,29 @@ TEXTS = {
            "again in a few seconds.", "first": "(from the start)",
            "words": {"~back": "back", "~skip": "skip", "~skiprest": "skip all"}},
 }
+
+
+# The dialogue's words for buttons, said as WeChat has them (numbers and words to reply): text key → wording.
+REWORDED = {
+    "zh": {"hints.choice": "没看懂这个选择。请回复选项前的序号，或选项名称。",
+           "hints.not_text": "我只能读懂文字。请回复序号，或输入文字。",
+           "hints.stale": "这个选项来自之前的消息，已经失效。我们接着回答当前的问题：",
+           "summary.edit_hint": "回复序号修改某一项，或回复「开始计算」。",
+           "commands.done_hint": "估算已完成。回复「新的估算」重新开始，或「修改一项」调整答案。"},
+    "en": {"hints.choice": "I didn't get that choice. Reply with an option's number or name.",
+           "hints.not_text": "I can only read text. Reply with a number or type your answer.",
+           "hints.stale": "That option belongs to an earlier message. Back to the current question:",
+           "summary.edit_hint": "Reply with a number to change an answer, or “Calculate”.",
+           "commands.done_hint": "The estimate is done. Reply “new estimate” to start again, or “change” an answer."},
+}
+HELP_LINE = {"zh": ("点按钮，或直接输入文字", "回复选项前的序号，或直接输入文字"),
+             "en": ("by tapping a button or typing", "with an option's number or by typing")}
+
+
+def _reworded(text: str, lang: str) -> str:
+    for key, wording in REWORDED[lang].items():
+        text = text.replace(t(lang, key), wording)
+    return text.replace(*HELP_LINE[lang])
 
 
 class Refused(Exception):
@@ -244,7 +268,7 @@ def render(turn: Turn) -> Shown:
     line, options = _options([b for r in turn.replies for b in r.choices], lang)
     parts, details = [f"→ {turn.answered}"] if turn.answered else [], ""
     for reply in turn.replies:
-        body = reply.text
+        body = _reworded(reply.text, lang)
         if turn.kind == "estimate" and reply.title:
             body, details = _estimate_parts(body, turn.lang)
         parts.append(f"【{reply.title}】\n{body}" if reply.title else body)
@@ -268,8 +292,8 @@ def next_page(claim: Claim) -> Shown:
 
 
 def match_option(text: str, options: list[list[str]]) -> str | None:
-    """The button a typed number or option word stands for."""
-    folded = text.strip().casefold()
+    """The button a typed number or option word stands for (full-width digits and a trailing "." too)."""
+    folded = unicodedata.normalize("NFKC", text).strip().rstrip(".、。").strip().casefold()
     for option in options:
         if folded in (w.casefold() for w in option[1:]):
             return option[0]
@@ -438,6 +462,7 @@ class WeChatChannel:
             msg_id = "e" + message.get("CreateTime", "")[:20] + ":" + message.get("Event", "")[:32]
         key = SessionKey(PLATFORM, openid, openid)
         extra = {"platform": PLATFORM, "chat": logs.hash_id(openid)}
+        claim = None
         try:
             claim = await self._wait_for_claim(openid, f"m:{msg_id}")
             if claim is None:
@@ -450,7 +475,7 @@ class WeChatChannel:
                 return ""
             shown, forgot = await self._turn(key, kind, message, claim)
             if forgot:  # the dialogue deleted the sessions; this channel's hash and flood bucket go too
-                await self.runtime.redis.delete(self.hash_key(openid), self.throttle.key(PLATFORM, openid))
+                await self._forget_channel(openid)
             ttl = FORGOTTEN_TTL if forgot else self.runtime.settings.session_ttl
             await self._finish(keys=[self.hash_key(openid)],
                                args=[f"m:{msg_id}", shown.text, ttl, KEEP, *shown.state()])
@@ -459,8 +484,9 @@ class WeChatChannel:
             self.metrics.inc("yibao_errors_total")
             log.error("wechat message failed: %s (message not logged)", type(exc).__name__,
                       exc_info=True, extra={**extra, "event": "error"})
-            await self._release(openid, f"m:{msg_id}")
-            return t(await self._language(key, safe=True), "errors.apology")
+            if claim is not None and claim.mine:  # a resend of the message may run it again
+                await self._release(openid, f"m:{msg_id}")
+            return t(await self._language(key), "errors.apology")
 
     async def _wait_for_claim(self, openid: str, name: str) -> Claim | None:
         """Claim the message, or wait for the delivery that claimed it (None: still busy after WAIT)."""
@@ -509,22 +535,25 @@ class WeChatChannel:
                                                        "event": "forget"})
         return render(turn), turn.forgot
 
-    async def _language(self, key: SessionKey, safe: bool = False) -> str:
-        """The person's language (their session's), for a message of our own; with `safe`, never raises."""
+    async def _language(self, key: SessionKey) -> str:
+        """The person's language (their session's), for a message of our own; never raises."""
         try:
             stored, _ = await self.runtime.store.load(key)
-        except Exception:
-            if not safe:
-                raise
+        except Exception:  # Redis may be what failed
             stored = None
         lang = (stored or {}).get("l") if isinstance(stored, dict) else None
         return lang if lang in TEXTS else "zh"
+
+    async def _forget_channel(self, openid: str) -> None:
+        """This channel's hash and the flood bucket (two hash tags: one DEL each, as a cluster needs)."""
+        await self.runtime.redis.delete(self.hash_key(openid))
+        await self.runtime.redis.delete(self.throttle.key(PLATFORM, openid))
 
     async def forget(self, openid: str) -> None:
         """/forget or 取消关注: the person's sessions, registered keys, this channel's hash and flood bucket."""
         key = SessionKey(PLATFORM, openid, openid)
         await self.runtime.store.delete_user(PLATFORM, openid)
-        await self.runtime.redis.delete(self.hash_key(openid), self.throttle.key(PLATFORM, openid))
+        await self._forget_channel(openid)
         if "forget" in self.runtime.effects:
             await self.runtime.effects["forget"](key, "", "zh")
 
