@@ -24,7 +24,7 @@ from conversations.questions import QUESTIONS, Context, Invalid, Question, answe
 from conversations.render import cannot_text, estimate_text
 from conversations.replies import Button, Incoming, Reply, Turn
 from conversations.store import SessionKey, SessionStore, run_turn
-from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, synonyms, t, words
+from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, speaking_on, synonyms, t, words
 from rules.case import CannotEstimate
 from rules.engine import estimate
 from rules.policy import PolicySet
@@ -112,7 +112,8 @@ class Dialogue:
 
         token = _platform.set(key.platform)
         try:
-            result: Turn = await run_turn(self.store, key, turn)
+            with speaking_on(key.platform):
+                result: Turn = await run_turn(self.store, key, turn)
         finally:
             _platform.reset(token)
         for name, argument in result.effects:  # before a forget, which deletes what effects may read
@@ -202,7 +203,15 @@ class Dialogue:
             return self._start(s)
         if s.state == "done":
             return self._calculate(s)
-        return Turn(self._current(s))  # the same buttons: those already shown keep working
+        recap = self._recap(s) if s.state == "ask" else []  # the summary lists the answers itself
+        return Turn(recap + self._current(s))  # the same buttons: those already shown keep working
+
+    def _recap(self, s: Session) -> list[Reply]:
+        """The answers given so far, for someone coming back to a conversation (a reloaded page)."""
+        ctx = self._context(s)
+        lines = [f"• {t(s.lang, f'labels.fields.{q.id}')}: {q.display(ctx, ctx.value(q.id))}"
+                 for q in answered(ctx) if q.id in s.answers and q.id != s.question]
+        return [Reply(t(s.lang, "commands.recap") + "\n" + "\n".join(lines))] if lines else []
 
     def _help(self, s: Session) -> Turn:
         return Turn([Reply(t(s.lang, "commands.help"))] + self._current(s))
@@ -254,7 +263,8 @@ class Dialogue:
             lang = s.lang
             s.__init__()  # the store deletes it all once this turn is saved
             s.lang = lang
-            turn = Turn([Reply(t(lang, "commands.forgotten"))], forgot=True)
+            restart = ((self._button(s, "~new", "buttons.restart"),),)
+            turn = Turn([Reply(t(lang, "commands.forgotten"), buttons=restart)], forgot=True)
             if "forget" in self.effects:
                 turn.effects.append(("forget", ""))
             return turn

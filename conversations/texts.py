@@ -1,7 +1,15 @@
-"""Interface texts per language, from `texts/<lang>.yaml`; choice synonyms from `texts/synonyms.yaml`."""
+"""Interface texts per language, from `texts/<lang>.yaml`; choice synonyms from `texts/synonyms.yaml`.
+
+A platform may word a text its own way: `channels.<platform>.<key>` in the same file wins over `<key>`
+while `channel` is set to that platform (the web chat has buttons and a menu, not slash commands).
+The dialogue sets it for each turn; a platform's own messages set it with `speaking_on`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,6 +19,8 @@ import yaml
 LANGUAGES = ("zh", "en")
 DEFAULT_LANGUAGE = "zh"
 FOLDER = Path(__file__).parent / "texts"
+channel: contextvars.ContextVar[str] = contextvars.ContextVar("channel", default="")
+_MISSING = object()
 
 
 @cache
@@ -23,12 +33,37 @@ def synonyms() -> dict[str, dict[str, list[str]]]:
     return yaml.safe_load((FOLDER / "synonyms.yaml").read_text(encoding="utf-8"))
 
 
-def raw(lang: str, key: str) -> Any:
-    """The value at a dotted key ("labels.levels.3"), in `lang` (falling back to Chinese)."""
-    node: Any = _load(lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
+def _at(node: Any, key: str) -> Any:
     for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
         node = node[part]
     return node
+
+
+def raw(lang: str, key: str) -> Any:
+    """The value at a dotted key ("labels.levels.3"), in `lang` (falling back to Chinese), in the words
+    of the current `channel` where it has its own."""
+    table = _load(lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
+    platform = channel.get()
+    if platform:
+        own = _at(table.get("channels", {}).get(platform), key)
+        if own is not _MISSING:
+            return own
+    value = _at(table, key)
+    if value is _MISSING:
+        raise KeyError(key)
+    return value
+
+
+@contextlib.contextmanager
+def speaking_on(platform: str) -> Iterator[None]:
+    """Texts in `platform`'s own words within the block."""
+    token = channel.set(platform)
+    try:
+        yield
+    finally:
+        channel.reset(token)
 
 
 def t(lang: str, key: str, **values: Any) -> str:

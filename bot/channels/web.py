@@ -41,7 +41,7 @@ from bot.throttle import Throttle, Verdict
 from conversations.dialogue import COMMANDS, MAX_TEXT
 from conversations.replies import Incoming, Reply, Turn
 from conversations.store import SessionKey
-from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, t
+from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, speaking_on, t
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ MAX_CHOICE = 200
 MAX_COMMAND = 32
 IP_FACTOR = 4  # an address may be shared (NAT, an office): it gets this many times one session's allowance
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+# Pictographs (✅ 🆕 ✏️ 🔔 ⬅ ⚠️) draw as empty boxes on a system without an emoji font, and the page
+# ships none: the web shows the words alone. Text symbols the fonts have (• █ ░ · ⋮) are kept.
+_EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0E\uFE0F\u200D]+ ?")
 
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",
@@ -184,11 +187,16 @@ def _session_id(request: web.Request) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
+def _plain(text: str) -> str:
+    """`text` without pictographs (see `_EMOJI`)."""
+    return _EMOJI.sub("", text).strip() if _EMOJI.search(text) else text
+
+
 def _reply_json(reply: Reply) -> dict[str, Any]:
     return {
-        "title": reply.title,
-        "text": reply.text,
-        "buttons": [[{"id": b.id, "label": b.label} for b in row] for row in reply.buttons],
+        "title": reply.title and _plain(reply.title),
+        "text": "\n".join(_plain(line) for line in reply.text.split("\n")),
+        "buttons": [[{"id": b.id, "label": _plain(b.label)} for b in row] for row in reply.buttons],
     }
 
 
@@ -254,6 +262,12 @@ def _forget_cookie(request: web.Request, response: web.StreamResponse) -> None:
                         httponly=True, samesite="Strict", secure=_is_https(request))
 
 
+def _t(lang: str, key: str) -> str:
+    """A text of our own (not the dialogue's) in the web's words."""
+    with speaking_on(PLATFORM):
+        return t(lang, key)
+
+
 def _json(data: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(data, status=status, headers={"Cache-Control": "no-store"},
                              dumps=lambda obj: json.dumps(obj, ensure_ascii=False))
@@ -276,7 +290,7 @@ async def chat_api(request: web.Request) -> web.StreamResponse:
             metrics.inc("yibao_throttled_total")
             lang = await _session_language(runtime, key, request)
             response = _json({"error": "too many requests", "lang": lang,
-                              "replies": [_reply_json(Reply(t(lang, "errors.throttled")))]}, status=429)
+                              "replies": [_reply_json(Reply(_t(lang, "errors.throttled")))]}, status=429)
             response.headers["Retry-After"] = str(max(1, round(1 / runtime.settings.throttle_rate)))
             return response
         if incoming.command == RESUME:
@@ -290,7 +304,7 @@ async def chat_api(request: web.Request) -> web.StreamResponse:
                   extra={"platform": PLATFORM, "chat": logs.hash_id(sid), "event": "error"})
         lang = await _session_language(runtime, key, request)
         return _json({"error": "internal error", "lang": lang,
-                      "replies": [_reply_json(Reply(t(lang, "errors.apology")))]}, status=500)
+                      "replies": [_reply_json(Reply(_t(lang, "errors.apology")))]}, status=500)
     finally:
         metrics.observe(time.perf_counter() - started)
     if turn.kind == "estimate":

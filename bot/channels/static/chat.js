@@ -8,14 +8,14 @@
     zh: {
       htmlLang: "zh-CN",
       title: "医保报销估算",
-      subtitle: "yibao-bot · 估算仅供参考，以医保经办机构结算为准",
+      subtitle: "估算仅供参考，以医保经办机构结算为准",
       log: "对话",
       input: "你的回答",
       placeholder: "输入回答，或点按钮…",
       send: "发送",
       menu: "菜单",
       langButton: "EN",
-      langLabel: "Switch to English",
+      langLabel: "EN: switch to English",
       choices: "可选的回答",
       bot: "医保助手：",
       me: "你：",
@@ -26,14 +26,14 @@
     en: {
       htmlLang: "en",
       title: "Medical insurance estimate",
-      subtitle: "yibao-bot · a guide; the insurance office's settlement counts",
+      subtitle: "An estimate only: the insurance office's settlement counts",
       log: "Conversation",
       input: "Your answer",
       placeholder: "Type an answer, or tap a button…",
       send: "Send",
       menu: "Menu",
       langButton: "中文",
-      langLabel: "切换到中文",
+      langLabel: "中文：切换到中文",
       choices: "Possible answers",
       bot: "yibao-bot:",
       me: "You:",
@@ -194,7 +194,9 @@
       keyboard = addChoices(msg, reply.buttons) || keyboard;
     }
     reveal(first);
-    if (focusChoices && keyboard) keyboard.querySelector("button").focus({ preventScroll: true });
+    // Focus goes to the primary action where there is one (开始计算), else to the first choice.
+    const target = keyboard && (keyboard.querySelector("button.primary") || keyboard.querySelector("button"));
+    if (focusChoices && target) target.focus({ preventScroll: true });
     else if (focusChoices) input.focus({ preventScroll: true });
   }
 
