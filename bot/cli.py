@@ -10,11 +10,12 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
-from bot.config import VARIABLES, ConfigError, Settings, env_example, markdown_table
+from bot.config import ConfigError, Settings, env_example, markdown_table, settings_table
 from bot.runtime import StartError
 from rules.case import LEVELS, MAX_AMOUNT, MEMBERS, PLANS, VISITS, WHERE, CannotEstimate, Case, InvalidCase
 from rules.engine import estimate
@@ -173,11 +174,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     elif args.env:
         print(env_example())
     else:
-        settings = Settings.from_env()
-        for var in VARIABLES:
-            value = getattr(settings, var.attr)
-            shown = "(set)" if var.secret and value else value
-            print(f"{var.name}={'' if shown is None else shown}")
+        print(settings_table(Settings.from_env()))
     return 0
 
 
@@ -298,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `yibao rules show 上海 | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor one when exit flushes stdout
+        return 141
 
 
 if __name__ == "__main__":

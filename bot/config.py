@@ -334,26 +334,40 @@ class Settings:
         return digest[:64]
 
 
+def env_text(value: Any) -> str:
+    """A setting's value as one would write it in the environment: true/false, ids with commas, "" for none."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (frozenset, set, tuple, list)):
+        return ",".join(str(v) for v in sorted(value))
+    return str(value)
+
+
 def markdown_table() -> str:
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for var in VARIABLES:
-        default = var.default
-        shown = (
-            "—" if default in (None, frozenset()) else str(default).lower() if isinstance(default, bool) else default
-        )
-        lines.append(f"| `{var.name}` | {shown} | {var.meaning} |")
+        lines.append(f"| `{var.name}` | {env_text(var.default) or '—'} | {var.meaning} |")
     return "\n".join(lines)
 
 
 def env_example() -> str:
     lines = ["# yibao-bot settings: copy to .env and fill in. Printed by `yibao config --env`."]
     for var in VARIABLES:
-        default = (
-            ""
-            if var.default in (None, frozenset())
-            else str(var.default).lower()
-            if isinstance(var.default, bool)
-            else str(var.default)
-        )
+        default = env_text(var.default)
         lines += [f"# {var.meaning}", f"{var.name}={default}" if var.secret or default else f"# {var.name}=", ""]
     return "\n".join(lines)
+
+
+def settings_table(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+    """The settings in force, one a line: variable, value (secrets hidden), and whether it came from the
+    environment or is the default — what `yibao config` prints."""
+    env = os.environ if env is None else env
+    rows = [("variable", "value", "from")]
+    for var in VARIABLES:
+        value = getattr(settings, var.attr)
+        shown = "(set, hidden)" if var.secret and value else env_text(value) or "(not set)"
+        rows.append((var.name, shown, "environment" if env.get(var.name, "").strip() else "default"))
+    width = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{a:<{width[0]}}  {b:<{width[1]}}  {c}".rstrip() for a, b, c in rows)
