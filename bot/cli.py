@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 
 from bot.config import ConfigError, Settings, env_example, markdown_table, settings_table
 from bot.runtime import StartError
+from rules.account import account_json, account_lines, account_sources, split
 from rules.case import LEVELS, MAX_AMOUNT, MEMBERS, PLANS, VISITS, WHERE, CannotEstimate, Case, InvalidCase
 from rules.engine import estimate
 from rules.loader import PolicyErrors, load_policies, policy_dir
@@ -91,6 +92,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         )
     except InvalidCase as bad:
         raise UsageError(f"yibao estimate: {bad}") from None
+    if args.family_pool and args.account_balance is None:
+        raise UsageError("yibao estimate: --family-pool needs --account-balance (0 for an empty account)")
     result = estimate(case, policies)
     if isinstance(result, CannotEstimate) and result.reason.key == "needs_detail":
         flags = " and ".join(f"--{m.replace('_', '-')}" for m in result.missing)
@@ -101,10 +104,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(json.dumps({"error": message, "missing": result.missing, "region": region.id,
                           "date": result.date.isoformat()}, ensure_ascii=False, indent=2))
         return 2
+    account = split(result, args.account_balance, args.family_pool) \
+        if args.account_balance is not None and not isinstance(result, CannotEstimate) else None
     if args.json:
-        print(json.dumps(estimate_json(result, args.lang), ensure_ascii=False, indent=2))
+        shown = estimate_json(result, args.lang)
+        print(json.dumps(shown | account_json(account) if account else shown, ensure_ascii=False, indent=2))
     else:
-        print(estimate_text(result, policies, args.lang))
+        lines = account_lines(account, args.lang) + account_sources(account, args.lang) if account else []
+        print("\n".join([estimate_text(result, policies, args.lang), *lines]))
     return 2 if isinstance(result, CannotEstimate) else 0
 
 
@@ -217,6 +224,10 @@ def _estimate_parser(sub) -> None:
                    help="where the care happens: local (default), or out of the insured area: filed "
                         "(long-term stay filed), referral, emergency, unfiled (temporary, not filed)")
     _add_policy_dir(p)
+    p.add_argument("--account-balance", type=_amount, metavar="AMOUNT",
+                   help="个人账户 balance: split the personal share into account and cash")
+    p.add_argument("--family-pool", action="store_true",
+                   help="家庭共济 is on: a relative's account may pay what the own account cannot")
     p.add_argument("--lang", choices=("zh", "en"), default="zh")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_estimate)

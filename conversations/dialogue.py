@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from conversations import asking
+from conversations import accounting, asking
 from conversations.questions import QUESTIONS, Context, Invalid, Question, answered, open_question
 from conversations.render import cannot_text, estimate_text
 from conversations.replies import Button, Incoming, Reply, Turn
@@ -312,6 +312,7 @@ class Dialogue:
             "~skiprest": lambda: self._skip(s, rest=True),
             "~calc": lambda: self._calculate(s),
             "~change": lambda: self._summary_turn(s),
+            "~account": lambda: self._want_account(s),
             "~forget:yes": lambda: self._forget_answer(s, True),
             "~forget:no": lambda: self._forget_answer(s, False),
         }
@@ -374,6 +375,8 @@ class Dialogue:
         if question.id in s.history:
             s.history.remove(question.id)
         s.history.append(question.id)
+        if question.id == "family_pool":  # the last of the account's questions: the split at once
+            return self._calculate(s)
         return Turn(self._advance(s))
 
     def _skip(self, s: Session, rest: bool = False) -> Turn:
@@ -386,6 +389,10 @@ class Dialogue:
         for later in (q for q in answered(ctx) if q.ytd and q.id not in s.answers):
             s.answers[later.id] = later.skip_value
         return self._answer(s, question, question.skip_value)  # the current question is skipped too
+
+    def _want_account(self, s: Session) -> Turn:
+        accounting.want_account(s.answers)
+        return Turn(self._advance(s))
 
     def _edit(self, s: Session, qid: str) -> Turn:
         if qid not in QUESTIONS:
@@ -477,6 +484,8 @@ class Dialogue:
     def _result_buttons(self, s: Session) -> tuple[tuple[Button, ...], ...]:
         rows: list[tuple[Button, ...]] = [(self._button(s, "~new", "buttons.new"),
                                           self._button(s, "~change", "buttons.change"))]
+        if accounting.offers_account(self._context(s)):
+            rows.append((self._button(s, "~account", "buttons.account"),))
         region = self.policies.regions.get(s.answers.get("region", ""))
         if region and self._can_subscribe():
             rows.append((self._button(s, f"~sub:{region.id}", "buttons.subscribe", region=region.name(s.lang)),))
@@ -496,6 +505,7 @@ class Dialogue:
         supplementary = ctx.plan.settings.get("supplementary_name") if ctx.plan else None
         name = supplementary(s.lang) if supplementary else t(s.lang, "result.supplementary_default")
         text = estimate_text(result, self._context_line(ctx), comparisons, s.lang, name)
+        text = accounting.with_account(text, result, ctx)
         return Turn([Reply(text, title=t(s.lang, "result.title"), buttons=self._result_buttons(s))],
                     kind="estimate")
 

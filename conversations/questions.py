@@ -17,6 +17,7 @@ from typing import Any
 
 from conversations.parsing import AmountError, Option, match_choice, parse_amount
 from conversations.texts import raw, synonyms, t
+from rules.account import rule_for
 from rules.case import ZERO, Case
 from rules.engine import Needs, needs
 from rules.policy import Plan, PolicySet, Region, Visit
@@ -148,6 +149,16 @@ def visit_options(ctx: Context) -> list[Choice]:
 
 def level_options(ctx: Context) -> list[Choice]:
     return _labelled("levels", list(ctx.visit.levels), ctx.lang) if ctx.visit else []
+
+
+def family_pool_options(ctx: Context) -> list[Choice]:
+    return _labelled("family_pool", ["yes", "no"], ctx.lang)
+
+
+def _wants_account(ctx: Context) -> bool:
+    """Asked only after the person asked for it (a result button), and only where a plan has an account."""
+    return "account" in ctx.answers and ctx.region is not None and \
+        ctx.value("plan") in rule_for(ctx.region.id).plans
 
 
 # -- answers that are read, not chosen -------------------------------------------------------
@@ -290,6 +301,11 @@ QUESTION_LIST: list[Question] = [
              read=lambda ctx, s: read_amount(ctx, s, allow_zero=True, room=None)),
     Question("ytd_burden", "amount", _need("ytd_burden"), skippable=True, ytd=True,
              read=lambda ctx, s: read_amount(ctx, s, allow_zero=True, room=None)),
+    # The personal account (rules/account.py): only when the person asks for the split.
+    Question("account", "amount", _wants_account, skippable=True,
+             read=lambda ctx, s: read_amount(ctx, s, allow_zero=True, room=None)),
+    Question("family_pool", "choice", lambda ctx: _wants_account(ctx) and ctx.value("account") is not None,
+             family_pool_options, skippable=True, skip_value="no"),
 ]
 QUESTIONS: dict[str, Question] = {q.id: q for q in QUESTION_LIST}
 
