@@ -8,13 +8,13 @@ one ready-to-approve text per region; `format_changes` is the table `yibao rules
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from rules.case import Text
+from rules.columns import table
 from rules.messages import money, name, percent
 from rules.policy import UNLIMITED, Band, Node, Plan, PolicySet, Region, Row, Series, Visit
 from rules.report import show_value
@@ -350,14 +350,6 @@ def draft_notices(changes: list[Change], lang: str) -> dict[str, str]:
     return notices
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _width(text))
-
-
 def format_changes(changes: list[Change], lang: str = "zh") -> str:
     """A plain table: kind, region, plan/visit/row, parameter, old → new, effective date."""
     texts = TEXTS[lang]
@@ -373,5 +365,4 @@ def format_changes(changes: list[Change], lang: str = "zh") -> str:
         kind = texts["changed_kind" if c.kind == "changed" else c.kind]
         param = ANY if c.parameter == ANY else name(c.parameter, lang)
         rows.append([kind, f"{c.region_name(lang)} ({c.region})", where, param, values, str(date)])
-    widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(_pad(cell, w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return table(rows)

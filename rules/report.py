@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from rules.case import CannotEstimate, Estimate
+from rules.columns import pad, rpad, table, width
 from rules.messages import money, name, percent, shown_value
 from rules.policy import UNLIMITED, Band, Node, PolicySet, Region
 
@@ -87,9 +88,9 @@ def estimate_text(result: Estimate | CannotEstimate, policies: PolicySet, lang: 
         return result.reason(lang)
     label = LABELS[lang]
     label = {**label, "supplementary": _supplementary_label(result, policies, lang) or label["supplementary"]}
-    width = max(len(v) for v in label.values()) + 2
-    lines = [f"{label[k]:<{width}}{_figure(result, k):>16}" for k in
-             ("total", "compliant", "deductible", "fund", "supplementary", "critical_illness", "personal")]
+    keys = ("total", "compliant", "deductible", "fund", "supplementary", "critical_illness", "personal")
+    name_width = max(width(label[k]) for k in keys) + 2
+    lines = [pad(label[k], name_width) + rpad(_figure(result, k), 16) for k in keys]
     lines.append("")
     lines.append(f"{label['year']}: {result.insurance_year[0]} – {result.insurance_year[1]}")
     if result.effective:
@@ -149,9 +150,8 @@ def _node_lines(node: Node, day: dt.date, lang: str, indent: str) -> list[str]:
             continue
         flag = "" if entry.confidence == "confirmed" else f" [{entry.confidence}]"
         value = shown_value(entry.value, key)[1 if lang == "en" else 0]
-        lines.append(f"{indent}{name(key, lang)}: {value}  (since {entry.start}, "
-                     f"{entry.source}){flag}")
-    return lines
+        lines.append([f"{indent}{name(key, lang)}", f"since {entry.start}", f"{entry.source}{flag}", value])
+    return table(lines).split("\n") if lines else []
 
 
 def policy_table(region: Region, day: dt.date, lang: str = "zh") -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 from test_cli import ROOT, bot
+
+from rules.columns import table, width
 
 
 def test_config_prints_values_as_they_are_written():
@@ -35,3 +38,38 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 141
     assert err == ""
+
+
+def _column_of(line: str, cell: str) -> int:
+    """The terminal column at which `cell` starts in `line` (CJK characters are two columns wide)."""
+    return width(line[: line.index(cell)])
+
+
+def test_estimate_table_lines_up_in_chinese():
+    done = bot("estimate", "--region", "上海", "--plan", "employee", "--member", "in_service", "--visit", "inpatient",
+               "--level", "3", "--total", "20000", "--date", "2025-03-01")
+    assert done.returncode == 0, done.stderr
+    figures = done.stdout.split("\n\n")[0].splitlines()
+    assert len(figures) == 7 and figures[0].startswith("总费用")
+    assert len({width(line) for line in figures}) == 1, figures  # the amounts end in one column
+
+
+def test_rules_show_lines_up_in_chinese():
+    done = bot("rules", "show", "深圳", "--date", "2025-03-01")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if "inpatient — levels" in line)
+    block = []  # the employee plan's inpatient parameters: one aligned block
+    for line in lines[first + 1:]:
+        if not line.startswith("    ") or line.strip().startswith("when "):
+            break
+        block.append(line)
+    assert len(block) >= 3
+    since_columns = {_column_of(line, "since") for line in block}
+    value_columns = {_column_of(line, re.split(r"\s{2,}", line.strip())[-1]) for line in block}  # value last
+    assert len(since_columns) == 1 and len(value_columns) == 1, block
+
+
+def test_columns_count_wide_and_combining_characters():
+    assert width("起付线") == 6 and width("abc") == 3 and width("e\u0301") == 1
+    assert table([["起付线", "1"], ["ratio", "2"]]) == "起付线  1\nratio   2"
