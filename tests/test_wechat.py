@@ -429,3 +429,12 @@ async def test_fuzzed_signed_bodies_never_get_a_5xx_nor_an_error(wx):
         statuses[status] = statuses.get(status, 0) + 1
     assert set(statuses) <= {200, 400} and statuses.get(200, 0) > 50, statuses
     assert "yibao_errors_total 0" in wx.metrics.render()
+
+
+def test_options_come_from_the_message_looked_at_and_lose_their_pictographs():
+    earlier = Reply("答案", buttons=((Button("4|~new", "🆕 新的估算"), Button("4|~ask", "❓ 再问一个")),))
+    amount = Reply("这次的总费用是多少元？", buttons=((Button("5|~back", "⬅ 返回"), Button("5|~skip", "跳过")),))
+    shown = render(Turn([earlier, amount], lang="zh"))
+    assert shown.text.endswith("回复 返回 · 跳过") and shown.options == [["5|~back", "返回"], ["5|~skip", "跳过"]]
+    card = render(Turn([Reply("结果", buttons=((Button("6|~account", "💳 个人账户能付多少？"),),))], lang="zh"))
+    assert card.text.endswith("回复 1 个人账户能付多少？")

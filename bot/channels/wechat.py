@@ -208,7 +208,11 @@ class Shown:
 
 
 def _label(button: Button) -> str:
-    return button.label.lstrip("⬅✅🆕✏️🔔 ").strip() or button.label
+    """The label without its leading pictographs (⬅, ✅, 💳…): plain words read and type better."""
+    label = button.label
+    while label and unicodedata.category(label[0]) in ("So", "Sk", "Sm", "Mn", "Zs", "Cf"):
+        label = label[1:]
+    return label.strip() or button.label
 
 
 def _options(buttons: list[Button], lang: str) -> tuple[str, list[list[str]]]:
@@ -265,7 +269,8 @@ def _estimate_parts(text: str, lang: str) -> tuple[str, str]:
 def render(turn: Turn) -> Shown:
     lang = turn.lang if turn.lang in TEXTS else "zh"
     texts = TEXTS[lang]
-    line, options = _options([b for r in turn.replies for b in r.choices], lang)
+    last = next((r.choices for r in reversed(turn.replies) if r.buttons), [])  # the message looked at now
+    line, options = _options(last, lang)
     parts, details = [f"→ {turn.answered}"] if turn.answered else [], ""
     for reply in turn.replies:
         body = _reworded(reply.text, lang)
