@@ -438,3 +438,31 @@ def test_options_come_from_the_message_looked_at_and_lose_their_pictographs():
     assert shown.text.endswith("回复 返回 · 跳过") and shown.options == [["5|~back", "返回"], ["5|~skip", "跳过"]]
     card = render(Turn([Reply("结果", buttons=((Button("6|~account", "💳 个人账户能付多少？"),),))], lang="zh"))
     assert card.text.endswith("回复 1 个人账户能付多少？")
+
+
+async def test_a_body_sent_in_pieces_without_a_length_is_read_whole(wx):
+    await wx.fake.text(PERSON, "开始")
+    body = text_message("上海" + " " * 20_000)  # a long message, well past one TCP segment
+
+    async def pieces():
+        for i in range(0, len(body), 1000):
+            yield body[i:i + 1000]
+            await asyncio.sleep(0.001)
+
+    if wx.fake.aes_key:
+        encrypted = fw.encrypt(AES_KEY, APP_ID, body)
+        query = wx.fake.signed_query(encrypt_type="aes")
+        query["msg_signature"] = sign(TOKEN, query["timestamp"], query["nonce"], encrypted)
+        body = fw.message_xml({"ToUserName": fw.ACCOUNT, "Encrypt": encrypted})
+    else:
+        query = wx.fake.signed_query()
+    async with aiohttp.ClientSession() as http, http.post(wx.url, params=query, data=pieces()) as response:
+        assert response.status == 200
+    chunked = b"<xml>" + b"x" * 200_000 + b"</xml>"
+
+    async def big():
+        for i in range(0, len(chunked), 10_000):
+            yield chunked[i:i + 10_000]
+
+    async with aiohttp.ClientSession() as http, http.post(wx.url, params=query, data=big()) as response:
+        assert response.status == 413

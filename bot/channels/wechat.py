@@ -444,7 +444,10 @@ class WeChatChannel:
     async def _body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise Refused(413, f"body larger than {MAX_BODY} bytes")
-        body = await request.content.read(MAX_BODY + 1)
+        try:  # the whole body: read(n) would stop at the first chunk that arrived
+            body = await request.read()  # at most the app's client_max_size
+        except web.HTTPRequestEntityTooLarge:
+            raise Refused(413, f"body larger than {MAX_BODY} bytes") from None
         if len(body) > MAX_BODY:
             raise Refused(413, f"body larger than {MAX_BODY} bytes")
         return body
