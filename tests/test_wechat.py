@@ -193,7 +193,7 @@ async def test_an_answer_lost_on_the_way_is_sent_again_and_the_turn_runs_once(wx
 
 
 async def test_a_retry_arriving_while_the_first_is_in_hand_waits_for_its_answer(redis, redis_url):
-    async with wechat(redis_url, safe=True, timeout=1.0) as env:
+    async with wechat(redis_url, safe=True, timeout=1.5) as env:
         await env.fake.text(PERSON, "开始")
         before = await version(env)
         gate = asyncio.Event()
@@ -206,16 +206,24 @@ async def test_a_retry_arriving_while_the_first_is_in_hand_waits_for_its_answer(
             return await handle(key, incoming)
 
         env.runtime.dialogue.handle = slow
-        asyncio.get_running_loop().call_later(1.4, gate.set)
+
+        async def release_once_retried() -> None:  # the fake gave up on the first attempt and sent it again
+            while not any(status is None for _, status in env.fake.requests):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            gate.set()
+
+        releasing = asyncio.create_task(release_once_retried())
         answer = await env.fake.text(PERSON, "上海")
+        await releasing
         assert answer.attempts == 2 and answer.content.startswith("→ 上海")
         assert env.fake.requests[-2:] == [(answer.message["MsgId"], None), (answer.message["MsgId"], 200)]
         assert len(turns) == 1 and await version(env) == before + 1
 
 
 async def test_a_retry_still_unanswered_after_the_wait_is_told_to_send_again(redis, redis_url):
-    async with wechat(redis_url, safe=False, timeout=0.3) as env:
-        env.channel.wait = 0.2
+    async with wechat(redis_url, safe=False, timeout=1.0) as env:
+        env.channel.wait = 0.3
         await env.fake.text(PERSON, "开始")
         gate = asyncio.Event()
         handle = env.runtime.dialogue.handle
