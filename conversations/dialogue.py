@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from conversations import accounting, asking
+from conversations.policy_view import policy_view
 from conversations.questions import QUESTIONS, Context, Invalid, Question, answered, open_question
 from conversations.render import cannot_text, estimate_text
 from conversations.replies import Button, Incoming, Reply, Turn
@@ -28,7 +29,6 @@ from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, speaking_on, s
 from rules.case import CannotEstimate
 from rules.engine import estimate
 from rules.policy import PolicySet
-from rules.report import policy_table
 
 MAX_TEXT = 500
 STATES = ("idle", "ask", "summary", "done", "forget")
@@ -231,7 +231,7 @@ class Dialogue:
         if region is None:
             return Turn([Reply(t(s.lang, "commands.policy_unknown", region=argument[:40], regions=names))]
                         + self._current(s))
-        return Turn([Reply(policy_table(region, self.today(), s.lang))] + self._current(s))
+        return Turn([Reply(policy_view(region, self.today(), s.lang))] + self._current(s))
 
     def _language(self, s: Session, argument: str) -> Turn:
         chosen = self._match_language(argument)

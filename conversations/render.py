@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from conversations.texts import t
 from rules.case import CannotEstimate, Estimate
+from rules.citations import cite
 from rules.messages import money
 
 BAR_WIDTH = 10
@@ -51,7 +52,7 @@ def estimate_text(estimate: Estimate, context: str, comparisons: list[tuple[str,
     start, end = estimate.insurance_year
     lines += ["", t(lang, "result.policy", effective=estimate.effective or "—", year_start=start, year_end=end),
               t(lang, "result.sources")]
-    lines += [f"• {s.title}" + (f" — {s.where}" if s.where else "") for s in estimate.sources]
+    lines += [f"• {cite(s, lang)}" for s in estimate.sources]  # documents as a person can check them
     return "\n".join(lines)
 
 

@@ -135,12 +135,22 @@ class Used:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A document a figure comes from: a notice, a repost, a seed article."""
+    """A document a figure comes from: a notice, a repost, a seed article.
+
+    The optional fields describe an official document as its header reads: 文号 (`doc_no`), issuing
+    bodies, publish and effective dates, and the clause the figures were taken from (`quote`). A source
+    with neither issuer nor 文号 is web material (an article, a repost of unknown origin); `file` is
+    where maintainers keep a copy, never shown to users."""
 
     id: str
     title: str
     url: str | None = None
     file: str | None = None
+    doc_no: str | None = None
+    issuer: tuple[str, ...] = ()
+    published: dt.date | None = None
+    effective: dt.date | None = None
+    quote: str | None = None
 
     @property
     def where(self) -> str:

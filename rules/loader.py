@@ -482,13 +482,25 @@ def _read_sources(reader: _Reader, node: yaml.Node) -> dict[str, Source]:
     sources: dict[str, Source] = {}
     for key, (_, vnode) in reader.mapping(node, "sources", None).items():
         path = f"sources.{key}"
-        fields = reader.mapping(vnode, path, {"title", "url", "file"}, ("title",))
-        values = {k: reader.guard(v, f"{path}.{k}", lambda v=v: _string(v)) for k, (_, v) in fields.items()}
-        if "url" not in fields and "file" not in fields:
-            reader.fail(vnode, path, "a source needs a 'url' or a 'file'")
+        fields = reader.mapping(vnode, path, set(SOURCE_KEYS), ("title",))
+        values = {k: reader.guard(v, f"{path}.{k}", lambda v=v, k=k, p=f"{path}.{k}": SOURCE_KEYS[k](reader, v, p))
+                  for k, (_, v) in fields.items()}
         if values.get("title"):
-            sources[key] = Source(key, values["title"], values.get("url"), values.get("file"))
+            sources[key] = Source(key, **{k: v for k, v in values.items() if v is not None})
     return sources
+
+
+def _issuers(reader: _Reader, node: yaml.Node, path: str) -> tuple[str, ...]:
+    if isinstance(node, yaml.ScalarNode):
+        return (_string(node),)
+    return tuple(_string(n) for n in reader.sequence(node, path))
+
+
+SOURCE_KEYS: dict[str, Callable[[_Reader, yaml.Node, str], Any]] = {
+    "title": lambda r, n, p: _string(n), "url": lambda r, n, p: _string(n), "file": lambda r, n, p: _string(n),
+    "doc_no": lambda r, n, p: _string(n), "issuer": _issuers, "published": lambda r, n, p: _date(n),
+    "effective": lambda r, n, p: _date(n), "quote": lambda r, n, p: _string(n),
+}
 
 
 def _read_region(reader: _Reader, root: yaml.Node, stem: str) -> Region | None:

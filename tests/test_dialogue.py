@@ -890,13 +890,13 @@ async def test_help_regions_policy(chat):
     assert "上海市" in regions and asks(chat, "member")
     await chat.say("/policy 上海")
     table = chat.turn.replies[0].text
-    assert table.startswith("上海 (shanghai) — 2025-03-01")
+    assert table.startswith("上海 · 现行医保参数（2025-03-01）")
     assert "1,500.00" in table and "85%" in table and "630,000.00" in table
     assert asks(chat, "member")
     await chat.command("policy", "sz")
-    assert chat.turn.replies[0].text.startswith("深圳 (shenzhen)")
+    assert chat.turn.replies[0].text.startswith("深圳 · ")
     await chat.command("policy", "shanghia")  # a typo works here too
-    assert chat.turn.replies[0].text.startswith("上海 (shanghai)")
+    assert chat.turn.replies[0].text.startswith("上海 · ")
     await chat.command("policy", "火星")
     assert chat.turn.replies[0].text.startswith("没找到地区「火星」。支持：")
     await chat.command("policy")
@@ -911,7 +911,7 @@ async def test_information_commands_in_english_while_idle(chat):
     await chat.command("regions")
     assert chat.text.strip().startswith("Regions I know:") and "• Shanghai" in chat.text
     await chat.say("/policy@yibao_bot Beijing")
-    assert chat.turn.replies[0].text.startswith("Beijing (beijing)")
+    assert chat.turn.replies[0].text.startswith("Beijing · ")
     assert (await chat.session()).state == "idle"
 
 
