@@ -89,6 +89,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             ytd_deductible=args.ytd_deductible, ytd_fund=args.ytd_fund, ytd_compliant=args.ytd_compliant,
             ytd_burden=args.ytd_burden, admission=args.admission, where=args.where,
             ytd_supplementary=args.ytd_supplementary, ytd_critical=args.ytd_critical,
+            current_year_account=args.current_year_account,
         )
     except InvalidCase as bad:
         raise UsageError(f"yibao estimate: {bad}") from None
@@ -218,6 +219,9 @@ def _estimate_parser(sub) -> None:
     p.add_argument("--ytd-critical", type=_amount, metavar="AMOUNT",
                    help="what critical-illness insurance already paid this insurance year "
                         "(default: worked out from --ytd-burden where the policy allows)")
+    p.add_argument("--current-year-account", type=_amount, metavar="AMOUNT",
+                   help="当年账户 balance, where the policy spends it before the deductible (上海 门急诊; "
+                        "default: taken as spent, with a warning)")
     p.add_argument("--admission", type=_positive_int, default=1, metavar="N",
                    help="which admission of the insurance year this is")
     p.add_argument("--where", choices=WHERE, default="local",

@@ -93,6 +93,7 @@ class Context:
             ytd_deductible=amount("ytd_deductible") or ZERO, ytd_fund=amount("ytd_fund") or ZERO,
             ytd_compliant=amount("ytd_compliant") or ZERO, ytd_burden=amount("ytd_burden") or ZERO,
             admission=self.value("admission") or 1, date=self.today,
+            current_year_account=amount("current_year_account"),
         )
         values.update(override)
         return Case(**values)
@@ -300,6 +301,8 @@ QUESTION_LIST: list[Question] = [
     Question("ytd_compliant", "amount", _need("ytd_compliant"), skippable=True, ytd=True,
              read=lambda ctx, s: read_amount(ctx, s, allow_zero=True, room=None)),
     Question("ytd_burden", "amount", _need("ytd_burden"), skippable=True, ytd=True,
+             read=lambda ctx, s: read_amount(ctx, s, allow_zero=True, room=None)),
+    Question("current_year_account", "amount", _need("current_year_account"), skippable=True, ytd=True,
              read=lambda ctx, s: read_amount(ctx, s, allow_zero=True, room=None)),
     # The personal account (rules/account.py): only when the person asks for the split.
     Question("account", "amount", _wants_account, skippable=True,

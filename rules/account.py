@@ -27,7 +27,7 @@ RULES_FILE = Path(__file__).parent / "accounts.yaml"
 TEXTS_FILE = Path(__file__).parent / "texts" / "account.yaml"
 PARTS = ("deductible", "copay", "class_b", "self_pay")
 CONFIDENCE = ("confirmed", "secondary", "seed-only")
-FIELDS = ("plans", "pays", "family_pool", "current_year_first", "source", "confidence", "quote")
+FIELDS = ("plans", "pays", "family_pool", "source", "confidence", "quote")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,6 @@ class AccountRule:
     plans: tuple[str, ...]
     pays: frozenset[str]
     family_pool: bool
-    current_year_first: tuple[str, ...]  # visit types where this year's credit is spent before the deductible
     sources: tuple[tuple[dict[str, str], str], ...]  # (title/issuer/date/url, confidence): national, then regional
     quote: str
 
@@ -60,13 +59,16 @@ class AccountSplit:
 
 
 def personal_parts(estimate: Estimate) -> dict[str, Decimal]:
-    """The person's share of the estimate by part; the parts add up to `personal`."""
+    """The person's share of the estimate by part; the parts add up to `personal`. `current_year` is
+    what the engine had this year's account credit pay first (上海 门急诊), before the deductible."""
     self_pay = min(estimate.case.self_pay or ZERO, estimate.personal)
     class_b = min(max(ZERO, estimate.total - self_pay - estimate.compliant), estimate.personal - self_pay)
     compliant_share = estimate.personal - self_pay - class_b  # what the funds left of the compliant cost
-    deductible = min(estimate.deductible, compliant_share)
-    return {"deductible": deductible, "copay": compliant_share - deductible, "class_b": class_b,
-            "self_pay": self_pay}
+    first = next((s.amount for s in estimate.steps if s.key == "current_year_account"), ZERO)
+    current_year = min(first, compliant_share)
+    deductible = min(estimate.deductible, compliant_share - current_year)
+    return {"current_year": current_year, "deductible": deductible,
+            "copay": compliant_share - current_year - deductible, "class_b": class_b, "self_pay": self_pay}
 
 
 def split(estimate: Estimate, balance: Decimal, family_pool: bool = False,
@@ -77,12 +79,12 @@ def split(estimate: Estimate, balance: Decimal, family_pool: bool = False,
     rule = rule_for(estimate.region, rules)
     parts = personal_parts(estimate)
     has_account = estimate.case.plan in rule.plans
-    may_pay = sum((parts[p] for p in PARTS if p in rule.pays), ZERO) if has_account else ZERO
-    account = min(balance, may_pay)
+    first = parts["current_year"] if has_account else ZERO  # already paid by this year's credit
+    may_pay = first + sum((parts[p] for p in PARTS if p in rule.pays), ZERO) if has_account else ZERO
+    account = first + min(balance, may_pay - first)
     family = may_pay - account if family_pool and rule.family_pool and has_account else ZERO
-    notes = ()
-    if has_account and estimate.case.visit in rule.current_year_first:
-        notes = ("current_year_first",)
+    assumed = any(w.key == "current_year_account_assumed" for w in estimate.warnings)
+    notes = ("current_year_first",) if has_account and assumed else ()
     return AccountSplit(balance, family_pool, has_account, parts, may_pay, account,
                         estimate.personal - account, family, rule, notes)
 
@@ -99,6 +101,7 @@ def account_json(result: AccountSplit) -> dict[str, Any]:
 
     return {
         "account": amount(result.account), "cash": amount(result.cash),
+        "current_year_account_paid": amount(result.parts["current_year"] if result.has_account else ZERO),
         "account_balance": amount(result.balance), "account_may_pay": amount(result.may_pay),
         "family_pool": result.family_pool, "family_may_pay": amount(result.family),
         "account_rule": {"pays": [p for p in PARTS if p in result.rule.pays] if result.has_account else [],
@@ -113,6 +116,8 @@ def account_lines(result: AccountSplit, lang: str) -> list[str]:
         return [_say("no_account", lang, personal=money(result.cash))]
     lines = [_say("split", lang, account=money(result.account), cash=money(result.cash),
                   balance=money(result.balance), may_pay=money(result.may_pay))]
+    if result.has_account and result.parts["current_year"]:
+        lines.append(_say("current_year", lang, amount=money(result.parts["current_year"])))
     if result.family:
         lines.append(_say("family", lang, family=money(result.family)))
     return lines + [_say(note, lang) for note in result.notes]
@@ -187,7 +192,7 @@ def _entry(node: yaml.Node | None, file: str, field: str, base: AccountRule | No
         values[name] = value
         if name == "pays" and not (isinstance(value, list) and set(value) <= set(PARTS)):
             fail(name, f"a list of: {', '.join(PARTS)}")
-        elif name in ("plans", "current_year_first") and not (isinstance(value, list)
+        elif name == "plans" and not (isinstance(value, list)
                                                                 and all(isinstance(v, str) for v in value)):
             fail(name, "a list of ids")
         elif name == "family_pool" and not isinstance(value, bool):
@@ -210,10 +215,8 @@ def _entry(node: yaml.Node | None, file: str, field: str, base: AccountRule | No
         return None
     own = ((dict(values["source"]), values["confidence"]),) if "source" in values else ()
     if base is None:
-        return AccountRule(tuple(values["plans"]), frozenset(values["pays"]), values["family_pool"],
-                           tuple(values.get("current_year_first", ())), own, values.get("quote", ""))
+        return AccountRule(tuple(values["plans"]), frozenset(values["pays"]), values["family_pool"], own,
+                           values.get("quote", ""))
     return AccountRule(
         tuple(values.get("plans", base.plans)), frozenset(values.get("pays", base.pays)),
-        values.get("family_pool", base.family_pool),
-        tuple(values.get("current_year_first", base.current_year_first)),
-        base.sources + own, values.get("quote", base.quote))
+        values.get("family_pool", base.family_pool), base.sources + own, values.get("quote", base.quote))

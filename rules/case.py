@@ -65,6 +65,7 @@ class Case:
     where: str = "local"
     ytd_supplementary: Decimal | None = None
     ytd_critical: Decimal | None = None
+    current_year_account: Decimal | None = None  # 当年账户 balance, where a visit spends it first (上海 门急诊)
 
     def __post_init__(self) -> None:
         amounts = {
@@ -77,6 +78,7 @@ class Case:
             "ytd_burden": self.ytd_burden,
             "ytd_supplementary": self.ytd_supplementary,
             "ytd_critical": self.ytd_critical,
+            "current_year_account": self.current_year_account,
         }
         for name, value in amounts.items():
             if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value < 0):

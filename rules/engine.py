@@ -184,6 +184,7 @@ class Needs:
     ytd_compliant: bool = False
     ytd_burden: bool = False
     where: bool = False
+    current_year_account: bool = False
 
 
 def needs(case: Case, policies: PolicySet | None = None) -> Needs:
@@ -210,4 +211,5 @@ def needs(case: Case, policies: PolicySet | None = None) -> Needs:
         ytd_compliant=ctx.setting("bands_over", "admission") == "year",
         ytd_burden=has("critical_illness_threshold"),
         where=kinds is not None and isinstance(kinds.value, dict),
+        current_year_account=bool(ctx.setting("current_year_account_first", False)),
     )

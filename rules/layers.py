@@ -43,8 +43,9 @@ class Outcome:
 def compute(ctx: Context) -> Outcome:
     case = ctx.case
     compliant = _compliant(ctx)
-    deductible = _deductible(ctx, compliant)
-    fund, over, room_before = _fund(ctx, compliant, deductible)
+    first = _current_year_account(ctx, compliant)
+    deductible = _deductible(ctx, compliant - first)
+    fund, over, room_before = _fund(ctx, compliant - first, deductible)
     supplementary, ytd_supp = _supplementary(ctx, over, room_before)
     critical, ytd_crit, burden = _critical_illness(ctx, compliant, fund, supplementary)
     fund_s, supp_s, crit_s = _shown(case.total, [fund, supplementary, critical])
@@ -92,6 +93,20 @@ def _compliant(ctx: Context) -> Decimal:
     ctx.step("compliant", amount, ctx.used("class_b_self_ratio", b_entry), total=total,
              self_pay=self_pay, class_b=class_b, class_b_ratio=b_entry.value)
     return amount
+
+
+def _current_year_account(ctx: Context, compliant: Decimal) -> Decimal:
+    """What this year's account credit pays before the deductible, where the visit spends it first
+    (上海 门急诊: it does not count toward the 自负段, so the deductible and the fund start after it)."""
+    if not ctx.setting("current_year_account_first", False):
+        return ZERO
+    balance = ctx.case.current_year_account
+    if balance is None:
+        ctx.warn("current_year_account_assumed")
+        return ZERO
+    first = min(balance, compliant)
+    ctx.step("current_year_account", first, balance=balance, rest=compliant - first)
+    return first
 
 
 def _deductible(ctx: Context, compliant: Decimal) -> Decimal:

@@ -329,6 +329,7 @@ SETTINGS: dict[str, Callable[[yaml.Node], Any]] = {
     "bands_over": _choice(("admission", "year")),
     "supplementary_name": lambda node: node,  # texts: read by `_read_node`
     "assumptions": lambda node: node,
+    "current_year_account_first": _flag,
 }
 
 ENTRY_KEYS = {"value", "source", "confidence", "quote"}

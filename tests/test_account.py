@@ -39,7 +39,8 @@ def test_parts_of_the_personal_share():
     # 20,000 with 1,000 self-paid: compliant 19,000, deductible 1,500, fund (19,000 − 1,500) × 85% = 14,875,
     # personal 5,125 = deductible 1,500 + co-pay 2,625 + self-paid 1,000
     parts = personal_parts(shanghai_stay())
-    assert parts == {"deductible": D("1500.00"), "copay": D("2625.00"), "class_b": D(0), "self_pay": D("1000")}
+    assert parts == {"current_year": D(0), "deductible": D("1500.00"), "copay": D("2625.00"), "class_b": D(0),
+                     "self_pay": D("1000")}
 
 
 def test_the_balance_pays_what_it_may_the_rest_is_cash():
@@ -57,7 +58,7 @@ def test_family_pooling_may_pay_what_the_own_account_cannot():
 def test_a_region_that_narrows_the_rule_pays_less():
     rules = dict(account_rules())
     national = rules[""]
-    rules["shanghai"] = type(national)(national.plans, frozenset({"deductible", "copay"}), False, (),
+    rules["shanghai"] = type(national)(national.plans, frozenset({"deductible", "copay"}), False,
                                        national.sources, national.quote)
     result = split(shanghai_stay(), D("100000"), family_pool=True, rules=rules)
     assert (result.account, result.cash, result.family) == (D(4125), D(1000), D(0))  # the 自费 1,000 is cash
@@ -71,14 +72,44 @@ def test_resident_insurance_has_no_account():
     assert not shares.has_account and shares.account == 0 and shares.cash == result.personal
 
 
-def test_shanghai_outpatient_says_the_current_year_account_comes_first():
-    assert "outpatient" in rule_for("shanghai").current_year_first
+def shanghai_clinic(current_year: str | None) -> Estimate:
     case = Case(region="shanghai", plan="employee", member="in_service", age=30, visit="outpatient", level="3",
-                total=D(2000), date=DAY)
+                total=D(3000), self_pay=D(0), class_b=D(0), date=DAY,
+                current_year_account=D(current_year) if current_year is not None else None)
     result = estimate(case, POLICIES)
     assert isinstance(result, Estimate)
-    assert split(result, D(100)).notes == ("current_year_first",)
+    return result
+
+
+def test_shanghai_outpatient_spends_the_current_year_account_before_the_deductible():
+    # in service aged 30, 三级: 自负段 1,500, then 50%. Without the balance the account is taken as spent:
+    # fund (3,000 − 1,500) × 50% = 750. With 500 left: 500 first, 2,500 meets the 自负段, fund 1,000 × 50% = 500.
+    # With 5,000 left: the whole 3,000 from the account, nothing toward the 自负段, fund 0.
+    spent = shanghai_clinic(None)
+    assert (spent.deductible, spent.fund, spent.personal) == (D(1500), D(750), D(2250))
+    assert any(w.key == "current_year_account_assumed" for w in spent.warnings)
+    some = shanghai_clinic("500")
+    assert (some.deductible, some.fund, some.personal) == (D(1500), D(500), D(2500))
+    assert not any(w.key == "current_year_account_assumed" for w in some.warnings)
+    plenty = shanghai_clinic("5000")
+    assert (plenty.deductible, plenty.fund, plenty.personal) == (D(0), D(0), D(3000))
+
+
+def test_the_current_year_account_is_part_of_the_account_share():
+    shares = split(shanghai_clinic("500"), D(100))
+    assert shares.parts["current_year"] == D(500) and shares.parts["deductible"] == D(1500)
+    assert (shares.account, shares.cash) == (D(600), D(1900)) and shares.notes == ()
+    assert split(shanghai_clinic(None), D(100)).notes == ("current_year_first",)
     assert split(shanghai_stay(), D(100)).notes == ()
+    assert account_json(shares)["current_year_account_paid"] == "500.00"
+
+
+def test_other_regions_ignore_the_current_year_account():
+    case = Case(region="beijing", plan="employee", member="in_service", visit="outpatient", level="3",
+                total=D(3000), self_pay=D(0), class_b=D(0), date=DAY)
+    with_balance = estimate(case, POLICIES), estimate(Case(**{**{f: getattr(case, f) for f in case.__slots__},
+                                                               "current_year_account": D(900)}), POLICIES)
+    assert with_balance[0].fund == with_balance[1].fund and with_balance[0].personal == with_balance[1].personal
 
 
 def test_the_national_default_cites_its_document():
@@ -152,6 +183,15 @@ def test_region_errors_are_reported_at_their_line(tmp_path: Path):
 
 
 # -- the command line ----------------------------------------------------------------------------
+
+def test_cli_current_year_account():
+    clinic = ["estimate", "--region", "上海", "--plan", "employee", "--member", "in_service", "--age", "30",
+              "--visit", "outpatient", "--level", "3", "--total", "3000", "--self-pay", "0", "--class-b", "0",
+              "--date", "2025-03-01"]
+    data = json.loads(bot(*clinic, "--current-year-account", "500", "--account-balance", "100", "--json").stdout)
+    assert (data["fund"], data["personal"], data["account"], data["cash"], data["current_year_account_paid"]) == \
+        ("500.00", "2500.00", "600.00", "1900.00", "500.00")
+
 
 SHANGHAI = ["estimate", "--region", "上海", "--plan", "employee", "--member", "in_service", "--visit",
             "inpatient", "--level", "3", "--total", "20000", "--self-pay", "1000", "--date", "2025-03-01"]
