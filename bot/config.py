@@ -191,6 +191,13 @@ VARIABLES: tuple[Variable, ...] = (
         "Seconds a conversation is kept after its last message.",
     ),
     Variable(
+        "YEAR_KEEP_DAYS",
+        "year_keep_days",
+        _positive_int,
+        400,
+        "Days a recorded insurance year (visits, profile) is kept after that insurance year ends.",
+    ),
+    Variable(
         "THROTTLE_RATE",
         "throttle_rate",
         _positive_float,
@@ -274,6 +281,7 @@ class Settings:
     redis_dir: str | None = None
     policy_dir: str | None = None
     session_ttl: int = 7 * 24 * 3600
+    year_keep_days: int = 400
     throttle_rate: float = 3.0
     throttle_burst: int = 6
     web_chat: bool = False

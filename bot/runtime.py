@@ -17,6 +17,7 @@ from bot.config import Settings
 from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError, default_data_dir
 from bot.redis_client import connect
 from bot.store import RedisSessionStore
+from bot.year_store import RedisYearStore
 from conversations.dialogue import Dialogue, Effect
 from rules.loader import PolicyErrors, load_policies, policy_dir
 from rules.policy import PolicySet
@@ -71,7 +72,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             raise StartError(f"Redis at {_safe_url(url)} does not answer: {bad}") from None
         store = RedisSessionStore(redis, ttl_seconds=settings.session_ttl)
         effects: dict[str, Effect] = {}
-        dialogue = Dialogue(policies, store, effects=effects)
+        dialogue = Dialogue(policies, store, effects=effects, years=RedisYearStore(store),
+                            year_keep_days=settings.year_keep_days)
         yield Runtime(settings, policies, redis, store, dialogue, embedded, effects)
     finally:
         await redis.aclose()

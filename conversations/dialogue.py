@@ -26,15 +26,17 @@ from conversations.render import cannot_text, estimate_text
 from conversations.replies import Button, Incoming, Reply, Turn
 from conversations.store import SessionKey, SessionStore, run_turn
 from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, speaking_on, synonyms, t, words
+from conversations.year_desk import YearDesk
+from conversations.year_store import YearStore
 from rules.case import CannotEstimate
 from rules.engine import estimate
 from rules.policy import PolicySet
 
 MAX_TEXT = 500
-STATES = ("idle", "ask", "summary", "done", "forget")
+STATES = ("idle", "ask", "summary", "done", "forget", "year")
 COMMANDS = {"start": "start", "estimate": "start", "new": "start", "back": "back", "cancel": "cancel",
             "help": "help", "language": "language", "lang": "language", "regions": "regions",
-            "policy": "policy", "forget": "forget", "resume": "resume", "ask": "ask"}
+            "policy": "policy", "forget": "forget", "resume": "resume", "ask": "ask", "year": "year"}
 Effect = Callable[[SessionKey, str, str], Awaitable[None]]
 _platform: contextvars.ContextVar[str] = contextvars.ContextVar("platform", default="")
 
@@ -49,6 +51,9 @@ class Session:
     history: list[str] = field(default_factory=list)
     back_to: str | None = None
     asking: bool = False  # /ask was sent without a question: the next text is one
+    year: dict[str, Any] = field(default_factory=dict)  # flags of the person's year (see year_desk)
+    book: Any = field(default=None, repr=False)  # this turn's view of the person's year, never stored
+    pending: Any = field(default=None, repr=False)  # a change to the book, run before the session is saved
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"l": self.lang, "s": self.state, "q": self.q}
@@ -62,6 +67,8 @@ class Session:
             data["b"] = self.back_to
         if self.asking:
             data["k"] = 1
+        if self.year:
+            data["y"] = self.year
         return data
 
     @classmethod
@@ -82,6 +89,8 @@ class Session:
             history=[h for h in data.get("h", []) if known(h, QUESTIONS)] if isinstance(data.get("h"), list) else [],
             back_to=data["b"] if known(data.get("b"), STATES) else None,
             asking=data.get("k") == 1,
+            year={k: v for k, v in data["y"].items() if isinstance(v, (str, int))}
+            if isinstance(data.get("y"), dict) else {},
         )
         if session.state == "ask" and session.question is None:
             session.state = "idle"
@@ -97,17 +106,22 @@ class Dialogue:
 
     def __init__(self, policies: PolicySet, store: SessionStore, *, effects: dict[str, Effect] | None = None,
                  today: Callable[[], dt.date] = dt.date.today,
-                 push_platforms: frozenset[str] = frozenset({"telegram"})):
+                 push_platforms: frozenset[str] = frozenset({"telegram"}),
+                 years: YearStore | None = None, year_keep_days: int = 400):
         self.policies = policies
         self.store = store
         self.effects = effects if effects is not None else {}  # the runtime may add effects later
         self.today = today
         self.push_platforms = push_platforms  # platforms that can send a notice later (subscriptions)
+        self.year = YearDesk(self, years, year_keep_days)  # the person's insurance year, with consent
 
     async def handle(self, key: SessionKey, incoming: Incoming) -> Turn:
-        def turn(stored: dict | None) -> tuple[dict, Turn]:
+        async def turn(stored: dict | None) -> tuple[dict, Turn]:
             session = Session.from_dict(stored)
+            await self.year.load(key, session, incoming, fresh=stored is None)
             result = self.step(session, incoming)
+            result = await self.year.commit(key, session, result)
+            result.remembered = bool(session.year.get("k"))
             return session.to_dict(), result
 
         token = _platform.set(key.platform)
@@ -146,7 +160,7 @@ class Dialogue:
         return turn
 
     def _context(self, s: Session) -> Context:
-        return Context(self.policies, s.answers, s.lang, self.today())
+        return Context(self.policies, self.year.answers(s), s.lang, self.today())
 
     def _command(self, s: Session, incoming: Incoming) -> tuple[str | None, str]:
         if incoming.command:
@@ -168,7 +182,7 @@ class Dialogue:
     def _on_command(self, s: Session, command: str, argument: str) -> Turn:
         handler = {
             "start": self._start, "back": self._back, "cancel": self._cancel, "help": self._help,
-            "regions": self._regions, "forget": self._forget_ask, "resume": self._resume,
+            "regions": self._regions, "forget": self._forget_ask, "resume": self._resume, "year": self.year.show,
         }.get(command)
         if handler:
             return handler(s)
@@ -182,7 +196,8 @@ class Dialogue:
 
     def _start(self, s: Session) -> Turn:
         s.answers, s.history, s.back_to = {}, [], None
-        return Turn([Reply(t(s.lang, "welcome"))] + self._advance(s))
+        greeting = self.year.prefill(s) or [Reply(t(s.lang, "welcome"))]
+        return Turn(greeting + self._advance(s))
 
     def _back(self, s: Session) -> Turn:
         if s.state in ("idle", "forget") or not s.history:
@@ -304,6 +319,8 @@ class Dialogue:
             turn = Turn([])
             turn.effects.append(("subscribe", value[5:]))
             return turn
+        if value.startswith("~y:"):
+            return self.year.on_button(s, counter, value)
         if counter != str(s.q):
             return self._stale(s)
         actions: dict[str, Callable[[], Turn]] = {
@@ -348,6 +365,8 @@ class Dialogue:
             return self._on_summary_text(s, text)
         if s.state == "forget":
             return self._hint(s, "hints.choice")
+        if s.state == "year":
+            return self.year.on_text(s, text)
         return Turn([Reply(t(s.lang, "commands.done_hint"), buttons=self._result_buttons(s))])
 
     def _on_idle_text(self, s: Session, text: str) -> Turn:
@@ -377,7 +396,8 @@ class Dialogue:
         s.history.append(question.id)
         if question.id == "family_pool":  # the last of the account's questions: the split at once
             return self._calculate(s)
-        return Turn(self._advance(s))
+        replies = self._advance(s)
+        return self._calculate(s) if s.state == "summary" and self.year.quick(s) else Turn(replies)
 
     def _skip(self, s: Session, rest: bool = False) -> Turn:
         if s.state != "ask" or not s.question or not QUESTIONS[s.question].skippable:
@@ -398,6 +418,8 @@ class Dialogue:
         if qid not in QUESTIONS:
             return self._stale(s)
         s.answers.pop(qid, None)
+        if QUESTIONS[qid].ytd:
+            s.year["h"] = 1  # typed by hand from now on, not taken from the ledger
         if qid in s.history:
             s.history.remove(qid)
         return Turn(self._advance(s))
@@ -426,6 +448,8 @@ class Dialogue:
             return [Reply(t(s.lang, "commands.done_hint"), buttons=self._result_buttons(s))]
         if s.state == "forget":
             return self._forget_ask(s).replies
+        if s.state == "year":
+            return self.year.current(s)
         return []
 
     def _stale(self, s: Session) -> Turn:
@@ -489,32 +513,35 @@ class Dialogue:
         region = self.policies.regions.get(s.answers.get("region", ""))
         if region and self._can_subscribe():
             rows.append((self._button(s, f"~sub:{region.id}", "buttons.subscribe", region=region.name(s.lang)),))
-        return tuple(rows)
+        return tuple(rows + self.year.result_buttons(s))
 
     def _calculate(self, s: Session) -> Turn:
         ctx = self._context(s)
         if open_question(ctx) is not None:
             return Turn(self._advance(s))
-        case = ctx.case()
+        case = ctx.case(**self.year.case_extra(s))
         result = estimate(case, self.policies)
         s.state, s.question = "done", None
         s.q += 1
+        s.year.pop("e", None)
         if isinstance(result, CannotEstimate):
             return Turn([Reply(cannot_text(result, s.lang), buttons=self._result_buttons(s))])
-        comparisons = self._comparisons(ctx, case.level)
+        comparisons = self._comparisons(ctx, case.level, self.year.case_extra(s))
         supplementary = ctx.plan.settings.get("supplementary_name") if ctx.plan else None
         name = supplementary(s.lang) if supplementary else t(s.lang, "result.supplementary_default")
-        text = estimate_text(result, self._context_line(ctx), comparisons, s.lang, name)
+        year_line = self.year.on_estimate(s, name)
+        context = self._context_line(ctx) + (f"\n{year_line}" if year_line else "")
+        text = estimate_text(result, context, comparisons, s.lang, name)
         text = accounting.with_account(text, result, ctx)
         return Turn([Reply(text, title=t(s.lang, "result.title"), buttons=self._result_buttons(s))],
                     kind="estimate")
 
-    def _comparisons(self, ctx: Context, level: str) -> list[tuple[str, Decimal]]:
+    def _comparisons(self, ctx: Context, level: str, extra: dict[str, Any]) -> list[tuple[str, Decimal]]:
         out = []
         for option in QUESTIONS["level"].options(ctx):
             if option.id == level:
                 continue
-            other = estimate(ctx.case(level=option.id), self.policies)
+            other = estimate(ctx.case(level=option.id, **extra), self.policies)
             if not isinstance(other, CannotEstimate):
                 out.append((option.label, other.personal))
         return out

@@ -52,3 +52,4 @@ class Turn:
     kind: str = "turn"  # "estimate" when an estimate was produced (counted in metrics)
     effects: list[tuple[str, str]] = field(default_factory=list)  # run by the runtime once saved
     lang: str = "zh"  # the session's language after the turn
+    remembered: bool = False  # the person keeps a year (profile, ledger): a channel may keep its id longer

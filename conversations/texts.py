@@ -1,4 +1,6 @@
-"""Interface texts per language, from `texts/<lang>.yaml`; choice synonyms from `texts/synonyms.yaml`.
+"""Interface texts per language, from `texts/<lang>.yaml` and the feature files beside it
+(`texts/<lang>.<feature>.yaml`, each adding its own top-level keys); choice synonyms from
+`texts/synonyms.yaml`.
 
 A platform may word a text its own way: `channels.<platform>.<key>` in the same file wins over `<key>`
 while `channel` is set to that platform (the web chat has buttons and a menu, not slash commands).
@@ -25,7 +27,10 @@ _MISSING = object()
 
 @cache
 def _load(lang: str) -> dict[str, Any]:
-    return yaml.safe_load((FOLDER / f"{lang}.yaml").read_text(encoding="utf-8"))
+    texts = yaml.safe_load((FOLDER / f"{lang}.yaml").read_text(encoding="utf-8"))
+    for extra in sorted(FOLDER.glob(f"{lang}.*.yaml")):
+        texts.update(yaml.safe_load(extra.read_text(encoding="utf-8")))
+    return texts
 
 
 @cache

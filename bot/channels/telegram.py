@@ -55,7 +55,8 @@ from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, t
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-COMMANDS = ("start", "estimate", "back", "cancel", "help", "language", "regions", "policy", "ask", "forget")
+COMMANDS = ("start", "estimate", "back", "cancel", "help", "language", "regions", "policy", "ask", "year",
+            "forget")
 MENU = COMMANDS[:1] + COMMANDS[2:] + ("subscribe", "unsubscribe", "subscriptions")  # shown in the command menu
 MAX_INPUT = 1000  # characters passed to the dialogue; longer texts are cut here
 ALLOWED_UPDATES = ["message", "callback_query"]

@@ -325,7 +325,9 @@ async def chat_api(request: web.Request) -> web.StreamResponse:
                         extra={"platform": PLATFORM, "chat": logs.hash_id(sid)})
         log.info("web session forgotten", extra={"platform": PLATFORM, "chat": logs.hash_id(sid), "event": "forget"})
     else:
-        _set_cookie(request, response, sid, runtime.settings.session_ttl)
+        # a person who keeps a year is recognised as long as it may be kept (a year plus YEAR_KEEP_DAYS)
+        keep = (366 + runtime.settings.year_keep_days) * 86400 if turn.remembered else 0
+        _set_cookie(request, response, sid, max(runtime.settings.session_ttl, keep))
         if new:
             log.info("web session started",
                      extra={"platform": PLATFORM, "chat": logs.hash_id(sid), "event": "session"})
