@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from test_web import say, set_cookie, web_client
+from test_web import _redis_mode_for_web_client, say, set_cookie, web_client  # noqa: F401 (autouse fixture)
 
 from bot.channels.web import COOKIE
+
+REDIS_MODES = ("single", "cluster")  # every test here runs on one redis-server and on a Redis Cluster
 
 
 @pytest.fixture

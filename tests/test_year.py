@@ -17,7 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from test_dialogue import Chat as DialogueChat
 
 from bot.store import RedisSessionStore
@@ -31,6 +30,7 @@ from rules.case import ZERO, Case, Estimate
 from rules.engine import estimate
 from rules.loader import load_policies
 
+REDIS_MODES = ("single", "cluster")  # every Redis test here runs on one server and on a Redis Cluster
 ROOT = Path(__file__).resolve().parent.parent
 PROPS = load_policies(ROOT / "tests" / "policies_props")
 KEY = SessionKey("web", "p1", "p1")
@@ -70,16 +70,20 @@ def dialogue(years, clock) -> Dialogue:
 
 
 def reference(visits=VISITS) -> tuple[list[Estimate], Totals]:
-    """Each visit estimated by the engine from the year-to-date figures typed by hand."""
-    typed, results = Totals(), []
+    """Each visit estimated by the engine from the year-to-date figures a person would type: what the
+    engine itself says the year counted after the visit before (`year_after`)."""
+    typed: dict = {}
+    results = []
     for day, level, total in visits:
         case = Case(region="propland", plan="employee", visit="inpatient", level=level, total=Decimal(total),
-                    member="in_service", date=day, **typed.case_args())
+                    member="in_service", date=day, **typed)
         result = estimate(case, PROPS)
-        assert isinstance(result, Estimate)
+        assert isinstance(result, Estimate) and result.year_after is not None
         results.append(result)
-        typed = year_from_estimate(result, typed)
-    return results, typed
+        typed = result.year_after.as_case()
+    after = results[-1].year_after
+    return results, Totals(after.deductible_met, after.fund_paid, after.supplementary_paid, after.critical_paid,
+                           after.compliant, after.burden, after.admissions)
 
 
 async def stored_ledger(years: RedisYearStore, start: dt.date = dt.date(2025, 7, 1)) -> Ledger:
@@ -122,19 +126,37 @@ async def returning_visit(chat: Chat, level: str, total: str) -> None:
 
 async def test_five_visits_recorded_match_the_engine_with_typed_figures(dialogue, years, clock):
     chat = Chat(dialogue, KEY)
+    results, typed = reference()
     for n, (day, level, total) in enumerate(VISITS):
         clock.day = day
         await (first_visit if n == 0 else returning_visit)(chat, level, total)
-    results, typed = reference()
+        shown = await chat.session()
+        assert shown.state == "done"
     ledger = await stored_ledger(years)
     assert ledger.totals() == typed
     assert [e.personal for e in ledger.visits()] == [r.personal for r in results]
     assert [e.paid.fund_paid for e in ledger.visits()] == [r.fund for r in results]
-    assert typed.fund_paid == Decimal(200000)  # the cap was reached within the year
+    assert [e.paid.critical_paid for e in ledger.visits()] == [r.critical_illness for r in results]
+    assert typed.fund_paid == Decimal(200000)  # the fund's cap was reached within the year
+    assert typed.supplementary_paid == Decimal(50000)  # and the supplementary fund's
+    assert typed.critical_paid == Decimal(30000)  # and 大病保险's
     assert typed.admissions == 5
-    after = getattr(results[-1], "year_after", None)
-    if after is not None:
-        assert typed == year_from_estimate(results[-1], Totals())  # the engine's own year totals
+
+
+async def test_the_estimate_shown_uses_the_ledger(dialogue, years, clock):
+    chat = Chat(dialogue, KEY)
+    results, _ = reference(VISITS[:3])
+    for n, (day, level, total) in enumerate(VISITS[:2]):
+        clock.day = day
+        await (first_visit if n == 0 else returning_visit)(chat, level, total)
+    clock.day, level, total = VISITS[2]
+    await chat.command("start")
+    await chat.press("inpatient")
+    await chat.press(level)
+    await chat.say(total)
+    assert "本年度（2025-07-01 起）已记 2 次住院：起付线已付" in chat.text
+    assert f"个人支付：{results[2].personal:,.2f} 元" in chat.text
+    assert f"统筹基金 {results[2].fund:,.2f}" in chat.text
 
 
 async def test_undo_restores_the_previous_totals(dialogue, years, clock):
@@ -240,16 +262,15 @@ async def test_a_double_tap_records_once(dialogue, years, clock):
 
 RECORDER = """
 import asyncio, datetime as dt, sys
-from decimal import Decimal
-import redis.asyncio as aioredis
+from bot.redis_client import connect
 from bot.store import RedisSessionStore
 from bot.year_store import RedisYearStore
 from conversations.year import Book, record
 from conversations.year_store import update_book
 from rules.loader import load_policies
 
-async def main(url, name, n):
-    client = aioredis.Redis.from_url(url)
+async def main(url, name, n, cluster):
+    client = connect(url, cluster=cluster == "cluster")
     years = RedisYearStore(RedisSessionStore(client))
     policies = load_policies("tests/policies_props")
     day = dt.date(2025, 9, 1)
@@ -264,13 +285,13 @@ async def main(url, name, n):
         await update_book(years, "web", "p1", change, lambda data: 2_000_000_000, retries=200)
     await client.aclose()
 
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+asyncio.run(main(*sys.argv[1:3], int(sys.argv[3]), sys.argv[4]))
 """
 
 
-async def test_two_processes_recording_at_once_lose_no_entry(redis_url, redis, years):
+async def test_two_processes_recording_at_once_lose_no_entry(redis_url, redis_mode, redis, years):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    procs = [subprocess.Popen([sys.executable, "-c", RECORDER, redis_url, name, "15"], cwd=ROOT, env=env)
+    procs = [subprocess.Popen([sys.executable, "-c", RECORDER, redis_url, name, "15", redis_mode], cwd=ROOT, env=env)
              for name in ("a", "b")]
     for proc in procs:
         assert await asyncio.to_thread(proc.wait, 120) == 0
@@ -284,8 +305,8 @@ async def test_two_processes_recording_at_once_lose_no_entry(redis_url, redis, y
     assert ledger.totals().admissions == 30
 
 
-async def test_concurrent_updates_in_one_process_are_retried(redis_url, years):
-    clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+async def test_concurrent_updates_in_one_process_are_retried(make_redis, years):
+    clients = [make_redis() for _ in range(2)]
     stores = [RedisYearStore(RedisSessionStore(c)) for c in clients]
     day = dt.date(2025, 9, 1)
 
