@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
 from bot.config import ConfigError, Settings, env_example, markdown_table, settings_table
-from bot.runtime import StartError
+from bot.runtime import StartError, check_shipped_data
 from rules.account import account_json, account_lines, account_sources, split
 from rules.case import LEVELS, MAX_AMOUNT, MEMBERS, PLANS, VISITS, WHERE, CannotEstimate, Case, InvalidCase
 from rules.engine import estimate
@@ -121,6 +121,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     policies = load_policies(folder)  # PolicyErrors are reported by main()
     count = sum(len(r.plans) for r in policies)
     print(f"{folder}: {len(policies.regions)} regions, {count} plans, no problems")
+    check_shipped_data()  # a StartError names the file, line and field
     return 0
 
 

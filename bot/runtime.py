@@ -19,6 +19,8 @@ from bot.redis_client import connect
 from bot.store import RedisSessionStore
 from bot.year_store import RedisYearStore
 from conversations.dialogue import Dialogue, Effect
+from conversations.knowledge import KnowledgeErrors, knowledge
+from rules.account import account_rules
 from rules.loader import PolicyErrors, load_policies, policy_dir
 from rules.policy import PolicySet
 
@@ -45,10 +47,23 @@ class Runtime:
 
 def load_policy_set(settings: Settings) -> PolicySet:
     try:
-        return load_policies(settings.policy_dir)
+        policies = load_policies(settings.policy_dir)
     except PolicyErrors as bad:
         lines = "\n".join(f"  {e}" for e in bad.errors)
         raise StartError(f"invalid policy set in {policy_dir(settings.policy_dir)}; not starting:\n{lines}") from None
+    check_shipped_data()
+    return policies
+
+
+def check_shipped_data() -> None:
+    """The personal-account rules and the knowledge base, checked at start like the policies (a broken
+    file stops the start with its file, line and field, not the first turn that needs it)."""
+    try:
+        account_rules()
+        knowledge()
+    except (PolicyErrors, KnowledgeErrors) as bad:
+        lines = "\n".join(f"  {e}" for e in bad.errors)
+        raise StartError(f"invalid data file; not starting:\n{lines}") from None
 
 
 def start_embedded(settings: Settings) -> EmbeddedRedis:

@@ -43,6 +43,7 @@ def test_every_topic_has_both_languages_sources_and_fits_a_message():
         for lang in ("zh", "en"):
             reply = asking.reply(asking.matcher().match(topic.questions[lang][0]), lang, POLICIES)
             assert len(reply.text) + len(reply.title or "") < 4096 - 200, topic.id  # one Telegram message
+            assert len(f"{reply.title}\n{reply.text}".encode()) < 1800, topic.id  # one WeChat passive reply
             assert not INTERNAL.search(reply.text), (topic.id, lang)
         assert topic.sources and topic.confidence in ("confirmed", "secondary", "seed-only")
 
