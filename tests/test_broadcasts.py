@@ -495,3 +495,136 @@ async def test_a_worker_killed_mid_job_costs_at_most_one_duplicate_per_worker(
     print(f"killed with {in_flight} in flight: {duplicates} duplicates")
     assert duplicates <= killed_workers and max(got.values()) <= 2, got.most_common(3)
     assert broadcast_violations(fake, text) == []
+
+
+async def test_a_dead_workers_recipients_come_back_while_the_queue_is_still_long(
+        fake: ft.FakeTelegram, redis, redis_url: str, tmp_path: Path) -> None:
+    """A lease runs out after `lease_s` however long the queue, not only once it is empty: a recipient
+    claimed by a killed process is sent again long before the others have all been sent."""
+    text = "reclaimed early"
+    recipients = chats(120, 785_000)
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    original = fake._methods["sendmessage"]
+
+    async def hanging_send(state, params):  # the doomed worker's sends never return: it dies holding them
+        if int(params.get("chat_id", 0)) < 785_002:
+            await asyncio.sleep(3600)
+        return await original(state, params)
+
+    fake.register_method("sendMessage", hanging_send)
+    store = BroadcastStore(redis)
+    job = await store.create(text, recipients, regions=None, lang=None)
+    doomed = await spawn_worker(script, redis_url, fake, job, rate=20, workers=2, lease=1.0)
+    while await redis.hlen(store.key(job, "inflight")) < 2:
+        await asyncio.sleep(0.02)
+    held = {text_of_bytes(c) for c in await redis.hkeys(store.key(job, "inflight"))}
+    assert held == {"785000", "785001"}
+    doomed.send_signal(signal.SIGKILL)
+    await doomed.wait()
+    fake.register_method("sendMessage", original)
+
+    resumer = await spawn_worker(script, redis_url, fake, job, rate=10, workers=2, lease=1.0)
+    try:
+        while not held <= set(delivered(fake, text)):
+            await asyncio.sleep(0.05)
+        status = await store.status(job)
+        assert status is not None and status.pending > 60  # back long before the queue drained (12 s at 10/s)
+    finally:
+        resumer.send_signal(signal.SIGKILL)
+        await resumer.wait()
+
+
+async def test_leases_are_renewed_while_a_slow_send_is_under_way(fake: ft.FakeTelegram, bot: Bot, redis) -> None:
+    """Sends slower than the lease: renewed every quarter lease, nothing is taken back or sent twice."""
+    text = "slow sends"
+    recipients = chats(4, 790_000)
+    original = fake._methods["sendmessage"]
+
+    async def slow_send(state, params):
+        await asyncio.sleep(1.5)
+        return await original(state, params)
+
+    fake.register_method("sendMessage", slow_send)
+    runner = make_runner(redis, telegram_sender(bot, False), rate=20, workers=2, lease_s=0.6)
+    job = await runner.store.create(text, recipients, regions=None, lang=None)
+    async with running(runner):
+        status = await finished(runner.store, job, timeout=30)
+    assert (status.sent, status.failed) == (4, 0)
+    assert delivered(fake, text) == Counter({c: 1 for c in recipients})
+
+
+async def test_store_renews_only_live_leases_and_reclaims_by_redis_time(redis) -> None:
+    store = BroadcastStore(redis)
+    job = await store.create("leases", ["1", "2", "3"], regions=None, lang=None)
+    assert await store.claim(job, 200) == ("chat", "1")
+    assert await store.claim(job, 200) == ("chat", "2")
+    assert await store.renew(job, ["1", "3"], 60_000) == 1  # "3" is not in flight: not revived
+    await asyncio.sleep(0.3)
+    assert await store.reclaim_expired(job) == 1  # "2" ran out, "1" was renewed
+    assert await redis.hkeys(store.key(job, "inflight")) == [b"1"]
+    assert await store.claim(job, 60_000) == ("chat", "2")  # given back to the front of the queue
+
+
+# -- the rate limiter keeps one clock: Redis's ----------------------------------------------------------
+
+
+async def redis_ms(redis) -> float:
+    seconds, micros = await redis.time()
+    return seconds * 1000 + micros / 1000
+
+
+async def grant_for(limiters: list[RateLimiter], seconds: float) -> tuple[int, float]:
+    """Ask round-robin as fast as Redis answers (new chats, so only the global rate holds them back) for
+    `seconds` of Redis's time; (granted, elapsed Redis ms from before the first ask to after the last)."""
+    redis = limiters[0].redis
+    started = await redis_ms(redis)
+    granted = 0
+    for n in itertools.count():
+        if await limiters[n % len(limiters)].wait_ms(str(900_000 + n)) == 0:
+            granted += 1
+        if n % 20 == 0 and await redis_ms(redis) - started > seconds * 1000:
+            break
+    return granted, await redis_ms(redis) - started
+
+
+async def test_the_rate_holds_across_processes_whatever_their_clocks(redis, monkeypatch) -> None:
+    """Two limiters (two processes) whose own clocks disagree by a minute grant together no more than the
+    rate over Redis's time, plus the burst: the first second included. The bound is what the bucket
+    can hold, so a slow machine only grants fewer."""
+    rate = 400.0
+    a, b = RateLimiter(redis, rate), RateLimiter(redis, rate)
+    monkeypatch.setattr(time, "time", lambda real=time.time: real() + 60)  # this process is a minute ahead
+    granted, elapsed = await grant_for([a, b], 1.0)
+    assert granted <= a.burst + rate * elapsed / 1000 + 1
+    assert a.burst + rate <= 1.05 * rate  # the first second: bucket full at the start, then the rate
+    assert granted >= 0.5 * rate * elapsed / 1000  # and it does grant (loosely: the machine may be busy)
+    granted, elapsed = await grant_for([a, b], 1.5)  # later windows: never more than one burst either
+    assert granted <= a.burst + rate * elapsed / 1000 + 1
+
+
+async def test_the_stored_time_never_moves_backwards(redis) -> None:
+    """A bucket whose stored time is ahead of Redis's clock (Redis's clock stepped back) grants nothing
+    for the interval it has already counted, and keeps its time."""
+    limiter = RateLimiter(redis, 100)
+    key = limiter._key("bucket")
+    ahead = await redis_ms(redis) + 2000
+    await redis.hset(key, mapping={"t": 0, "ts": ahead})
+    wait = await limiter.wait_ms("1")
+    assert wait > 0
+    assert float(await redis.hget(key, "ts")) == pytest.approx(ahead)
+    await asyncio.sleep(0.3)
+    assert await limiter.wait_ms("2") > 0  # 300 ms later by the clock, but no time counted twice
+    assert float(await redis.hget(key, "ts")) == pytest.approx(ahead)
+
+
+async def test_a_429_pause_is_timed_by_redis_and_never_shortened(redis) -> None:
+    limiter = RateLimiter(redis, 100)
+    await limiter.pause(3)
+    await limiter.pause(1)  # a shorter pause from another worker keeps the longer one
+    assert 2500 < await limiter.paused_ms() <= 3000
+    assert 2500 < await limiter.wait_ms("5") <= 3000
+
+
+def text_of_bytes(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

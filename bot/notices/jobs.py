@@ -17,12 +17,16 @@ Keys (one job's keys share the hash tag `{bc:<id>}`; the job index and the rate 
     yibao:{bcrate}:*                the global token bucket, per-chat and per-group windows, the 429 pause
 
 Delivery: a worker claims one recipient (pending → inflight, atomically), waits for the rate limiter,
-sends, and records the outcome (inflight → done) — one message in flight per worker.
+sends, and records the outcome (inflight → done) — one message in flight per worker. A claim is a short
+lease (10 s) that its process renews every few seconds while it sends; every process also gives back
+the leases that ran out, so a crashed worker's recipients are back in the queue within about 10 s.
+All times are Redis's clock (`REDIS_NOW`), so machines whose clocks disagree agree on leases.
 
 The windows that cannot be closed, both on the side of "again" rather than "never":
 - a worker that dies after Telegram accepted its message but before the outcome was recorded leaves
   the recipient in `inflight`; when the lease expires the recipient is sent again. So a crash causes at
-  most one duplicate per worker that was running (8 a process by default), and never a loss;
+  most one duplicate per worker that was running (8 a process by default), and never a loss. A process
+  that stalls longer than a lease (a frozen VM) is treated as dead the same way;
 - a request that times out, or a 5xx from a proxy in front of the Bot API, may have been delivered
   all the same; it is retried (up to MAX_ATTEMPTS), so such an answer can repeat that one message.
 Everything else (restarts, several processes, 429 storms, cancel, a Redis error) neither loses nor
@@ -90,11 +94,22 @@ class JobStatus:
 
 # -- scripts -------------------------------------------------------------------------------
 
-# KEYS meta, pending, inflight, retry, done; ARGV now_ms, lease_ms
-_CLAIM = """
+# Every time in these scripts (and the rate limiter's) is Redis's own clock, never a caller's: bot
+# processes on machines whose clocks disagree then agree on leases, retries and rates. Redis before 5
+# refuses a write after TIME unless the script asks for its effects to be replicated.
+REDIS_NOW = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local function redis_now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+"""
+
+# KEYS meta, pending, inflight, retry, done; ARGV lease_ms
+_CLAIM = REDIS_NOW + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'queued' and state ~= 'sending' then return {'stop'} end
-local now = tonumber(ARGV[1])
+local now = redis_now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100)
 for _, chat in ipairs(due) do
   redis.call('ZREM', KEYS[4], chat)
@@ -110,9 +125,11 @@ if not chat then
     return {'done'}
   end
   local next_due = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-  return {'wait', next_due[2] or tostring(now + 200)}
+  local wait = 200
+  if next_due[2] then wait = math.max(0, math.ceil(tonumber(next_due[2]) - now)) end
+  return {'wait', tostring(wait)}
 end
-redis.call('HSET', KEYS[3], chat, now + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[3], chat, now + tonumber(ARGV[1]))
 if state == 'queued' then redis.call('HSET', KEYS[1], 'state', 'sending') end
 return {'chat', chat}
 """
@@ -127,16 +144,16 @@ redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 return 1
 """
 
-# KEYS inflight, retry, attempts, done, meta; ARGV chat, due_ms, max attempts.
+# KEYS inflight, retry, attempts, done, meta; ARGV chat, delay_ms, max attempts.
 # Returns 1 if another attempt is scheduled, 0 if the recipient is recorded as failed.
-_RETRY = """
+_RETRY = REDIS_NOW + """
 redis.call('HDEL', KEYS[1], ARGV[1])
 if redis.call('HINCRBY', KEYS[3], ARGV[1], 1) >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[4], ARGV[1], 'failed')
   redis.call('HINCRBY', KEYS[5], 'failed', 1)
   return 0
 end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], redis_now_ms() + tonumber(ARGV[2]), ARGV[1])
 return 1
 """
 
@@ -146,18 +163,35 @@ if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], A
 return 1
 """
 
-# KEYS inflight, retry; ARGV chat, due_ms. Later, without counting an attempt (the chat's own window is full).
-_DEFER = """
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) end
+# KEYS inflight, retry; ARGV chat, delay_ms. Later, without counting an attempt (the chat's own window is full).
+_DEFER = REDIS_NOW + """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
+  redis.call('ZADD', KEYS[2], redis_now_ms() + tonumber(ARGV[2]), ARGV[1])
+end
 return 1
 """
 
-# KEYS inflight, pending; ARGV now_ms. Leases that ran out go back to the queue (see the window above).
-_RECLAIM = """
+# KEYS inflight; ARGV lease_ms, chat... The leases of recipients still being sent, extended (never revived:
+# one already given back stays given back).
+_RENEW = REDIS_NOW + """
+local deadline = redis_now_ms() + tonumber(ARGV[1])
+local n = 0
+for i = 2, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], deadline)
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS inflight, pending. Leases that ran out go back to the queue (see the window above).
+_RECLAIM = REDIS_NOW + """
+local now = redis_now_ms()
 local flat = redis.call('HGETALL', KEYS[1])
 local n = 0
 for i = 1, #flat, 2 do
-  if tonumber(flat[i + 1]) < tonumber(ARGV[1]) then
+  if tonumber(flat[i + 1]) < now then
     redis.call('HDEL', KEYS[1], flat[i])
     redis.call('LPUSH', KEYS[2], flat[i])
     n = n + 1
@@ -198,6 +232,7 @@ class BroadcastStore:
         self._requeue = redis.register_script(_REQUEUE)
         self._defer = redis.register_script(_DEFER)
         self._reclaim = redis.register_script(_RECLAIM)
+        self._renew = redis.register_script(_RENEW)
         self._cancel = redis.register_script(_CANCEL)
         self._drop = redis.register_script(_DROP)
 
@@ -283,9 +318,10 @@ class BroadcastStore:
         return [self.key(job, p) for p in parts]
 
     async def claim(self, job: str, lease_ms: int) -> tuple[str, str | None]:
-        """('chat', id) to send to; ('wait', due_ms) when only retries remain; ('done'|'stop', None)."""
+        """('chat', id) to send to, leased for `lease_ms`; ('wait', ms until the next retry is due) when
+        only retries remain; ('done'|'stop', None)."""
         reply = await self._claim(keys=self._keys(job, "meta", "pending", "inflight", "retry", "done"),
-                                  args=[now_ms(), lease_ms])
+                                  args=[lease_ms])
         kind = text_of(reply[0])
         return kind, text_of(reply[1]) if len(reply) > 1 else None
 
@@ -294,9 +330,8 @@ class BroadcastStore:
 
     async def retry_later(self, job: str, chat: str, delay_s: float) -> bool:
         """Schedule another attempt; False when attempts ran out and the recipient counts as failed."""
-        due = now_ms() + int(delay_s * 1000)
         keys = self._keys(job, "inflight", "retry", "attempts", "done", "meta")
-        return bool(await self._retry(keys=keys, args=[chat, due, MAX_ATTEMPTS]))
+        return bool(await self._retry(keys=keys, args=[chat, int(delay_s * 1000), MAX_ATTEMPTS]))
 
     async def claim_final_report(self, job: str) -> bool:
         """True for exactly one caller: the one that reports the job's end."""
@@ -307,12 +342,15 @@ class BroadcastStore:
 
     async def defer(self, job: str, chat: str, delay_s: float) -> None:
         """Give the recipient back until `delay_s` from now (no attempt counted); others go first."""
-        await self._defer(keys=self._keys(job, "inflight", "retry"), args=[chat, now_ms() + int(delay_s * 1000)])
+        await self._defer(keys=self._keys(job, "inflight", "retry"), args=[chat, int(delay_s * 1000)])
+
+    async def renew(self, job: str, chats: list[str], lease_ms: int) -> int:
+        """Extend the leases of recipients this process is still sending to; how many were extended."""
+        if not chats:
+            return 0
+        return int(await self._renew(keys=[self.key(job, "inflight")], args=[lease_ms, *chats]))
 
     async def reclaim_expired(self, job: str) -> int:
-        return int(await self._reclaim(keys=self._keys(job, "inflight", "pending"), args=[now_ms()]))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+        """Recipients whose lease ran out (their worker died) go back to the queue; how many."""
+        return int(await self._reclaim(keys=self._keys(job, "inflight", "pending")))
 

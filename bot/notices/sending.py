@@ -15,34 +15,43 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
-from bot.notices.jobs import BroadcastStore, JobStatus, Outcome, Result, Sender, now_ms, text_of
+from bot.notices.jobs import REDIS_NOW, BroadcastStore, JobStatus, Outcome, Result, Sender, text_of
 
 log = logging.getLogger(__name__)
 
+LEASE_S = 10.0  # a claim's lease; renewed every LEASE_S / 4 while its message is being sent
 
-# KEYS bucket, chat window, pause; ARGV now_ms, rate, burst, is_group, chat_limit, window_ms
+
+# KEYS bucket, chat window, pause; ARGV rate, burst, chat_limit, window_ms
 # Returns 0 when a message may go now (and counts it), else the milliseconds to wait.
-_ACQUIRE = """
-local now = tonumber(ARGV[1])
+# Time is Redis's own (see REDIS_NOW), never a caller's: processes on machines whose clocks disagree share
+# one clock here, and the stored time never moves backwards (were Redis's clock stepped back, the bucket
+# refills from the latest time it has seen, never twice over the same interval).
+_ACQUIRE = REDIS_NOW + """
+local now = redis_now_ms()
 local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pause > now then return pause - now end
-local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+if pause > now then return math.ceil(pause - now) end
+local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 if redis.call('ZCARD', KEYS[2]) >= limit then
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return math.max(1, tonumber(oldest[2]) + window - now)
+  return math.max(1, math.ceil(tonumber(oldest[2]) + window - now))
 end
-local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local b = redis.call('HMGET', KEYS[1], 't', 'ts')
 local tokens = tonumber(b[1]) or burst
 local ts = tonumber(b[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+  ts = now
+end
 if tokens < 1 then
-  redis.call('HSET', KEYS[1], 't', tokens, 'ts', now)
+  redis.call('HSET', KEYS[1], 't', tokens, 'ts', ts)
+  redis.call('PEXPIRE', KEYS[1], 60000)
   return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
 end
-redis.call('HSET', KEYS[1], 't', tokens - 1, 'ts', now)
--- a unique member: math.random repeats itself in every script call, so two sends in one ms would count once
+redis.call('HSET', KEYS[1], 't', tokens - 1, 'ts', ts)
+-- a unique member: two sends in one ms must count twice
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('PEXPIRE', KEYS[1], 60000)
 redis.call('ZADD', KEYS[2], now, now .. '-' .. seq)
@@ -50,18 +59,39 @@ redis.call('PEXPIRE', KEYS[2], window)
 return 0
 """
 
+# KEYS pause; ARGV ms. A 429's pause, until Redis's now + ms (a later pause already set is kept).
+_PAUSE = REDIS_NOW + """
+local till = redis_now_ms() + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if till > current then redis.call('SET', KEYS[1], till, 'PX', tonumber(ARGV[1]) + 1000) end
+return 1
+"""
+
+# KEYS pause. Milliseconds left of the pause, 0 if none.
+_PAUSED = REDIS_NOW + """
+local left = tonumber(redis.call('GET', KEYS[1]) or '0') - redis_now_ms()
+if left > 0 then return math.ceil(left) end
+return 0
+"""
 
 
 class RateLimiter:
     """Telegram's limits, shared by every process: a global rate, 1 message a second per chat and
-    20 a minute per group, and a pause for everyone after a 429."""
+    20 a minute per group, and a pause for everyone after a 429.
+
+    The global rate is a token bucket in Redis, timed by Redis's clock. It holds `burst` tokens, 20 ms
+    of sending (at least one): enough to absorb a worker waking late, small enough that no second —
+    the first of a job included, when the bucket starts full — carries more than 2% over the rate (a
+    message more at low rates)."""
 
     def __init__(self, redis: aioredis.Redis, rate: float, prefix: str = "yibao"):
         self.redis = redis
         self.rate = rate
-        self.burst = max(1.0, rate / 10)
+        self.burst = max(1.0, rate / 50)
         self.prefix = prefix
         self._acquire = redis.register_script(_ACQUIRE)
+        self._pause = redis.register_script(_PAUSE)
+        self._paused = redis.register_script(_PAUSED)
 
     def _key(self, part: str) -> str:
         return f"{self.prefix}:{{bcrate}}:{part}"
@@ -72,15 +102,13 @@ class RateLimiter:
         limit, window = (20, 60_000) if group else (1, 1_000)
         return int(await self._acquire(
             keys=[self._key("bucket"), self._key(f"chat:{chat}"), self._key("pause")],
-            args=[now_ms(), self.rate, self.burst, int(group), limit, window]))
+            args=[self.rate, self.burst, limit, window]))
 
     async def pause(self, seconds: float) -> None:
-        until = now_ms() + int(seconds * 1000)
-        await self.redis.set(self._key("pause"), until, px=int(seconds * 1000) + 1000)
+        await self._pause(keys=[self._key("pause")], args=[int(seconds * 1000)])
 
     async def paused_ms(self) -> int:
-        until = int(await self.redis.get(self._key("pause")) or 0)
-        return max(0, until - now_ms())
+        return int(await self._paused(keys=[self._key("pause")]))
 
 
 class BroadcastRunner:
@@ -89,7 +117,7 @@ class BroadcastRunner:
     def __init__(self, store: BroadcastStore, limiter: RateLimiter, send: Sender, *,
                  on_blocked: Callable[[str], Awaitable[None]] | None = None,
                  on_progress: Callable[[JobStatus, bool], Awaitable[None]] | None = None,
-                 lease_s: float = 120.0, workers: int | None = None, poll_s: float = 1.0,
+                 lease_s: float = LEASE_S, workers: int | None = None, poll_s: float = 1.0,
                  progress_every_s: float = 3.0):
         self.store = store
         self.limiter = limiter
@@ -102,6 +130,7 @@ class BroadcastRunner:
         self.progress_every_s = progress_every_s
         self._stop = asyncio.Event()
         self._jobs: dict[str, asyncio.Task] = {}
+        self._held: dict[str, set[str]] = {}  # job → recipients this process has claimed and not settled
 
     async def run(self) -> None:
         """Until `stop()`: pick up active jobs, work on them, report progress."""
@@ -129,13 +158,14 @@ class BroadcastRunner:
         if status is None:
             await self.store.retire(job)
             return
-        progress = asyncio.create_task(self._progress(job))
+        helpers = [asyncio.create_task(self._progress(job)), asyncio.create_task(self._leases(job))]
         try:
             await asyncio.gather(*(self._worker(job, status.text) for _ in range(self.workers)))
         finally:
-            progress.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await progress
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self._held.pop(job, None)
         status = await self.store.status(job)
         if status and status.state in ("done", "cancelled"):
             await self.store.retire(job)
@@ -164,13 +194,32 @@ class BroadcastRunner:
         if kind in ("done", "stop"):
             return True
         if kind == "wait":
-            delay = max(0.05, min(5.0, (int(value or 0) - now_ms()) / 1000))
+            delay = max(0.05, min(5.0, int(value or 0) / 1000))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
             await self.store.reclaim_expired(job)
             return False
-        await self._deliver(job, value or "", text)
+        chat = value or ""
+        held = self._held.setdefault(job, set())
+        held.add(chat)
+        try:
+            await self._deliver(job, chat, text)
+        finally:
+            held.discard(chat)
         return False
+
+    async def _leases(self, job: str) -> None:
+        """While the job runs here: renew the leases of the recipients being sent to, and give back the
+        ones whose worker died (in this process or another), a few times a lease."""
+        every = max(0.05, self.lease_ms / 4000)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.store.renew(job, sorted(self._held.get(job, ())), self.lease_ms)
+                if await self.store.reclaim_expired(job):
+                    log.info("broadcast: recipients of a lost worker back in the queue", extra={"event": "broadcast"})
+            except Exception:
+                log.warning("broadcast: could not renew the leases", extra={"event": "broadcast", "job": job})
 
     async def _deliver(self, job: str, chat: str, text: str) -> None:
         while (wait := await self.limiter.wait_ms(chat)) > 0:
