@@ -597,25 +597,28 @@ async def test_the_rate_holds_across_processes_whatever_their_clocks(redis, monk
     monkeypatch.setattr(time, "time", lambda real=time.time: real() + 60)  # this process is a minute ahead
     granted, elapsed = await grant_for([a, b], 1.0)
     assert granted <= a.burst + rate * elapsed / 1000 + 1
-    assert a.burst + rate <= 1.05 * rate  # the first second: bucket full at the start, then the rate
+    assert a.start + rate <= 1.05 * rate  # the first second: `start` slots at once, then the rate
     assert granted >= 0.5 * rate * elapsed / 1000  # and it does grant (loosely: the machine may be busy)
     granted, elapsed = await grant_for([a, b], 1.5)  # later windows: never more than one burst either
     assert granted <= a.burst + rate * elapsed / 1000 + 1
 
 
 async def test_the_stored_time_never_moves_backwards(redis) -> None:
-    """A bucket whose stored time is ahead of Redis's clock (Redis's clock stepped back) grants nothing
-    for the interval it has already counted, and keeps its time."""
+    """A schedule whose next free slot is ahead of Redis's clock (slots reserved ahead, or Redis's clock
+    stepped back) grants nothing before it, and is never moved back."""
     limiter = RateLimiter(redis, 100)
     key = limiter._key("bucket")
     ahead = await redis_ms(redis) + 2000
-    await redis.hset(key, mapping={"t": 0, "ts": ahead})
-    wait = await limiter.wait_ms("1")
-    assert wait > 0
-    assert float(await redis.hget(key, "ts")) == pytest.approx(ahead)
+    await redis.hset(key, "next", ahead)
+    assert 1900 < await limiter.wait_ms("1") <= 2000
+    assert float(await redis.hget(key, "next")) == pytest.approx(ahead)
     await asyncio.sleep(0.3)
-    assert await limiter.wait_ms("2") > 0  # 300 ms later by the clock, but no time counted twice
-    assert float(await redis.hget(key, "ts")) == pytest.approx(ahead)
+    assert 1500 < await limiter.wait_ms("2") <= 1700  # no time counted twice
+    assert await limiter.reserve("3", ahead_ms=1000) == (False, pytest.approx(700, abs=100))
+    assert float(await redis.hget(key, "next")) == pytest.approx(ahead)
+    reserved, go_in = await limiter.reserve("4", ahead_ms=5000)
+    assert reserved and 1500 < go_in <= 1700  # the slot at `ahead`; the next one 10 ms later
+    assert float(await redis.hget(key, "next")) == pytest.approx(ahead + 10)
 
 
 async def test_a_429_pause_is_timed_by_redis_and_never_shortened(redis) -> None:

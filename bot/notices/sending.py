@@ -22,41 +22,40 @@ log = logging.getLogger(__name__)
 LEASE_S = 10.0  # a claim's lease; renewed every LEASE_S / 4 while its message is being sent
 
 
-# KEYS bucket, chat window, pause; ARGV rate, burst, chat_limit, window_ms
-# Returns 0 when a message may go now (and counts it), else the milliseconds to wait.
-# Time is Redis's own (see REDIS_NOW), never a caller's: processes on machines whose clocks disagree share
-# one clock here, and the stored time never moves backwards (were Redis's clock stepped back, the bucket
-# refills from the latest time it has seen, never twice over the same interval).
+# KEYS bucket, chat window, pause; ARGV rate, burst, start, chat_limit, window_ms, ahead_ms
+# Returns {1, ms}: a send slot is reserved `ms` from now (0: now) and counted; {0, ms}: nothing reserved,
+# ask again in `ms` (a 429 pause, the chat's own window, or no free slot within `ahead_ms`).
+#
+# The global rate is a schedule of slots `1000 / rate` ms apart (GCRA): `next` is the next free slot.
+# Unused slots are credited up to `burst` (workers waking late do not lower the rate), after a second
+# idle only `start` (a job's first second stays within the rate plus `start`). Time is Redis's own
+# (REDIS_NOW), never a caller's, so processes whose clocks disagree share one clock, and `next` only
+# ever moves forward: no interval is counted twice, were Redis's clock stepped back.
 _ACQUIRE = REDIS_NOW + """
 local now = redis_now_ms()
 local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pause > now then return math.ceil(pause - now) end
-local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
+if pause > now then return {0, math.ceil(pause - now)} end
+local limit, window = tonumber(ARGV[4]), tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 if redis.call('ZCARD', KEYS[2]) >= limit then
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return math.max(1, math.ceil(tonumber(oldest[2]) + window - now))
+  return {0, math.max(1, math.ceil(tonumber(oldest[2]) + window - now))}
 end
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens = tonumber(b[1]) or burst
-local ts = tonumber(b[2]) or now
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
-  ts = now
-end
-if tokens < 1 then
-  redis.call('HSET', KEYS[1], 't', tokens, 'ts', ts)
-  redis.call('PEXPIRE', KEYS[1], 60000)
-  return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
-end
-redis.call('HSET', KEYS[1], 't', tokens - 1, 'ts', ts)
+local interval = 1000 / tonumber(ARGV[1])
+local burst, start, ahead = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[6])
+local stored = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
+local credit = burst
+if stored < now - 1000 then credit = start end
+local nxt = math.max(stored, now - (credit - 1) * interval)
+local slot = math.max(nxt, now)
+if slot - now > ahead then return {0, math.max(1, math.ceil(slot - now - ahead))} end
+redis.call('HSET', KEYS[1], 'next', string.format('%.3f', nxt + interval))
 -- a unique member: two sends in one ms must count twice
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('PEXPIRE', KEYS[1], 60000)
-redis.call('ZADD', KEYS[2], now, now .. '-' .. seq)
-redis.call('PEXPIRE', KEYS[2], window)
-return 0
+redis.call('ZADD', KEYS[2], slot, seq)
+redis.call('PEXPIRE', KEYS[2], window + math.ceil(slot - now))
+return {1, math.ceil(slot - now)}
 """
 
 # KEYS pause; ARGV ms. A 429's pause, until Redis's now + ms (a later pause already set is kept).
@@ -79,15 +78,19 @@ class RateLimiter:
     """Telegram's limits, shared by every process: a global rate, 1 message a second per chat and
     20 a minute per group, and a pause for everyone after a 429.
 
-    The global rate is a token bucket in Redis, timed by Redis's clock. It holds `burst` tokens, 20 ms
-    of sending (at least one): enough to absorb a worker waking late, small enough that no second —
-    the first of a job included, when the bucket starts full — carries more than 2% over the rate (a
-    message more at low rates)."""
+    The global rate is a schedule of send slots in Redis, timed by Redis's clock (see `_ACQUIRE`). A
+    worker reserves its slot and sleeps until it, instead of asking again and again: one Redis call a
+    message, however many workers wait. Up to `burst` slots (20 ms of sending, at least 2) left unused by
+    workers waking late are made up; after a second idle only `start` (20 ms, at least 1), so no second,
+    a job's first included, carries more than 2% over the rate (one message more at low rates)."""
+
+    AHEAD_MS = 1000  # how far ahead a worker may reserve its slot
 
     def __init__(self, redis: aioredis.Redis, rate: float, prefix: str = "yibao"):
         self.redis = redis
         self.rate = rate
-        self.burst = max(1.0, rate / 50)
+        self.burst = max(2.0, rate / 50)
+        self.start = max(1.0, rate / 50)
         self.prefix = prefix
         self._acquire = redis.register_script(_ACQUIRE)
         self._pause = redis.register_script(_PAUSE)
@@ -96,13 +99,19 @@ class RateLimiter:
     def _key(self, part: str) -> str:
         return f"{self.prefix}:{{bcrate}}:{part}"
 
-    async def wait_ms(self, chat: str) -> int:
-        """0 if a message to `chat` may go now (it is counted), else how long to wait."""
+    async def reserve(self, chat: str, ahead_ms: int = AHEAD_MS) -> tuple[bool, int]:
+        """(True, ms): a message to `chat` may go in `ms` (counted); (False, ms): ask again in `ms`."""
         group = chat.startswith("-")
         limit, window = (20, 60_000) if group else (1, 1_000)
-        return int(await self._acquire(
+        reserved, ms = await self._acquire(
             keys=[self._key("bucket"), self._key(f"chat:{chat}"), self._key("pause")],
-            args=[self.rate, self.burst, limit, window]))
+            args=[self.rate, self.burst, self.start, limit, window, ahead_ms])
+        return bool(reserved), int(ms)
+
+    async def wait_ms(self, chat: str) -> int:
+        """0 if a message to `chat` may go now (it is counted), else how long to wait."""
+        reserved, ms = await self.reserve(chat, ahead_ms=0)
+        return 0 if reserved else max(1, ms)
 
     async def pause(self, seconds: float) -> None:
         await self._pause(keys=[self._key("pause")], args=[int(seconds * 1000)])
@@ -222,7 +231,10 @@ class BroadcastRunner:
                 log.warning("broadcast: could not renew the leases", extra={"event": "broadcast", "job": job})
 
     async def _deliver(self, job: str, chat: str, text: str) -> None:
-        while (wait := await self.limiter.wait_ms(chat)) > 0:
+        while True:
+            reserved, wait = await self.limiter.reserve(chat)
+            if reserved:
+                break
             if self._stop.is_set() or wait > 2000:
                 if not self._stop.is_set() and await self.limiter.paused_ms() == 0:
                     # not a 429 pause but this chat's own window (a group's 20 a minute): the others go on
@@ -233,6 +245,11 @@ class BroadcastRunner:
                     await asyncio.sleep(min(wait / 1000, 5.0))
                 return
             await asyncio.sleep(wait / 1000)
+        if wait > 0:
+            await asyncio.sleep(wait / 1000)  # until the reserved slot
+            if await self.limiter.paused_ms() > 0:  # a 429 came meanwhile: the slot is given up
+                await self.store.requeue(job, chat)
+                return
         result = await self.send(chat, text)
         await self._settle(job, chat, result)
 
