@@ -39,6 +39,7 @@ import aiohttp
 from aiohttp import web
 
 DEFAULT_TOKEN = "123456789:TEST-fake-token_AAAAAAAAAAAAAAAAAAAAAAAAAA"
+ANONYMOUS_ADMIN_ID = 1087968824  # Telegram's GroupAnonymousBot
 
 MAX_MESSAGE_LENGTH = 4096
 MAX_CALLBACK_DATA_BYTES = 64
@@ -521,6 +522,9 @@ class FakeTelegram:
         self.failure_rules: list[FailureRule] = []
         self.files: dict[str, bytes] = {}
         self.users: dict[int, dict[str, Any]] = {}
+        # group chat id → user id → status (creator, administrator, member, left, kicked); unlisted
+        # users of a group are members
+        self.chat_members: dict[int, dict[int, str]] = {}
 
         self._bots: dict[str, _BotState] = {}
         self._update_ids = itertools.count(1)
@@ -550,6 +554,7 @@ class FakeTelegram:
             "answerCallbackQuery": self._answer_callback_query,
             "sendChatAction": self._send_chat_action,
             "deleteMessage": self._delete_message,
+            "getChatMember": self._get_chat_member,
         }.items():
             self.register_method(name, handler)
 
@@ -828,9 +833,13 @@ class FakeTelegram:
         username: str | None = None,
         language_code: str | None = "zh-hans",
         token: str | None = None,
+        reply_to: int | None = None,
+        anonymous_admin: bool = False,
     ) -> int | None:
         """A user writes ``text``.  Commands (``/start``, ``/help@bot args``) get a bot_command
-        entity.  Returns the webhook's HTTP status, or None in polling mode (update queued)."""
+        entity.  ``reply_to``: the id of a message in the chat this one replies to.  ``anonymous_admin``:
+        a group administrator writing as the group (``from`` is GroupAnonymousBot, ``sender_chat`` the
+        group), as Telegram sends it.  Returns the webhook's HTTP status, or None in polling mode."""
         st = self._bot(token)
         user = self._user(user_id, first_name, username, language_code)
         cid = _norm_chat_id(chat_id)
@@ -841,6 +850,15 @@ class FakeTelegram:
             "date": int(time.time()),
             "text": text,
         }
+        if anonymous_admin:
+            msg["from"] = {"id": ANONYMOUS_ADMIN_ID, "is_bot": True, "first_name": "Group",
+                           "username": "GroupAnonymousBot"}
+            msg["sender_chat"] = self._chat(cid)
+        if reply_to is not None:
+            original = st.messages.get((cid, reply_to))
+            if original is None:
+                raise LookupError(f"no message {reply_to} in chat {chat_id}")
+            msg["reply_to_message"] = {k: v for k, v in original.items() if k != "reply_to_message"}
         m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]{3,32})?", text)
         if m:
             msg["entities"] = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}]
@@ -1380,6 +1398,27 @@ class FakeTelegram:
         entry["answered"] = True
         entry["answer"] = dict(params)
         return True
+
+    async def _get_chat_member(self, st: _BotState, params: dict[str, Any]) -> dict[str, Any]:
+        """A member's status in a group, shaped as Telegram sends each ChatMember kind."""
+        chat_id, user_id = _norm_chat_id(params.get("chat_id")), params.get("user_id")
+        if not isinstance(chat_id, int) or (chat_id > 0 and chat_id != user_id):
+            raise BadRequest("Bad Request: chat not found")
+        if not isinstance(user_id, int):
+            raise BadRequest("Bad Request: invalid user_id specified")
+        user = self.users.get(user_id, {"id": user_id, "is_bot": False, "first_name": "User"})
+        status = "creator" if chat_id == user_id else self.chat_members.get(chat_id, {}).get(user_id, "member")
+        member: dict[str, Any] = {"status": status, "user": dict(user)}
+        if status == "creator":
+            member["is_anonymous"] = False
+        elif status == "administrator":
+            member.update(can_be_edited=False, is_anonymous=False, can_manage_chat=True, can_delete_messages=True,
+                          can_manage_video_chats=True, can_restrict_members=True, can_promote_members=False,
+                          can_change_info=True, can_invite_users=True, can_post_stories=False,
+                          can_edit_stories=False, can_delete_stories=False)
+        elif status == "kicked":
+            member["until_date"] = 0
+        return member
 
     async def _send_chat_action(self, st: _BotState, params: dict[str, Any]) -> bool:
         _norm_chat_id(params.get("chat_id"))

@@ -43,6 +43,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.channels.telegram_groups import GATE_GROUP, group_gate
 from bot.config import Settings
 from bot.logs import hash_id, reset_update_context, update_context
 from bot.metrics import Metrics
@@ -324,6 +325,7 @@ def build_application(runtime: Runtime, metrics: Metrics, *, polling: bool) -> t
         MessageHandler(filters.ALL, bridge.on_message),
     ]
     application.add_handlers(handlers)
+    application.add_handler(group_gate(), group=GATE_GROUP)  # in groups: only what is meant for the bot
     application.add_error_handler(bridge.on_error)
     return application, bridge
 

@@ -73,8 +73,9 @@ class NoticeCommands(SubscriptionCommands):
         lang = await self._lang(update)
         chat_id = update.effective_chat.id
         if kind in ("sub", "unsub") and value in self.service.policies.regions:
-            await self._retire_keyboard(query)
-            await self._toggle(chat_id, kind == "sub", value, lang)
+            if await self._may_manage(update, lang):
+                await self._retire_keyboard(query)
+                await self._toggle(chat_id, kind == "sub", value, lang)
             return
         if not self.is_admin(update):
             await self._say(chat_id, t(lang, "notices.admin_only"))

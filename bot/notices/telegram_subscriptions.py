@@ -11,6 +11,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOpti
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.channels.telegram import TelegramBridge
+from bot.channels.telegram_groups import may_manage
 from bot.notices.service import NoticeService
 from conversations.store import SessionKey
 from conversations.texts import t
@@ -50,6 +51,16 @@ class SubscriptionCommands:
     def is_admin(self, update: Update) -> bool:
         return bool(update.effective_user) and update.effective_user.id in self.admins
 
+    async def _may_manage(self, update: Update, lang: str) -> bool:
+        """In a group only its administrators change its subscriptions; others are told so."""
+        sender = update.effective_message.sender_chat if update.effective_message else None
+        user = update.effective_user
+        if await may_manage(self.bridge.bot, update.effective_chat.id, user.id if user else None,
+                            sender.id if sender else None):
+            return True
+        await self._say(update.effective_chat.id, t(lang, "notices.group_admins_only"))
+        return False
+
     # -- subscriptions --------------------------------------------------------------------------
 
     async def on_subscription_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -68,6 +79,8 @@ class SubscriptionCommands:
                               if r in self.service.policies.regions)
             await self._say(update.effective_chat.id, t(lang, "notices.list", regions=names) if names
                             else t(lang, "notices.none"))
+            return
+        if not await self._may_manage(update, lang):
             return
         if not argument.strip():
             if command == "subscribe":
@@ -99,9 +112,13 @@ class SubscriptionCommands:
                                        region=name))
 
     async def subscribe_effect(self, key: SessionKey, region_id: str, lang: str) -> None:
-        """The dialogue's "notify me" button after an estimate."""
-        if key.platform == "telegram" and region_id in self.service.policies.regions:
-            await self._toggle(int(key.chat), True, region_id, lang)
+        """The dialogue's "notify me" button after an estimate (in a group: an administrator's press)."""
+        if key.platform != "telegram" or region_id not in self.service.policies.regions:
+            return
+        if not await may_manage(self.bridge.bot, int(key.chat), int(key.user)):
+            await self._say(int(key.chat), t(lang, "notices.group_admins_only"))
+            return
+        await self._toggle(int(key.chat), True, region_id, lang)
 
     async def forget_effect(self, key: SessionKey, argument: str, lang: str) -> None:
         """/forget: the user's subscriptions go with the rest of their data."""
