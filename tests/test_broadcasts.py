@@ -498,7 +498,7 @@ async def test_a_worker_killed_mid_job_costs_at_most_one_duplicate_per_worker(
 
 
 async def test_a_dead_workers_recipients_come_back_while_the_queue_is_still_long(
-        fake: ft.FakeTelegram, redis, redis_url: str, tmp_path: Path) -> None:
+        fake: ft.FakeTelegram, redis, redis_url: str, redis_mode: str, tmp_path: Path) -> None:
     """A lease runs out after `lease_s` however long the queue, not only once it is empty: a recipient
     claimed by a killed process is sent again long before the others have all been sent."""
     text = "reclaimed early"
@@ -515,7 +515,7 @@ async def test_a_dead_workers_recipients_come_back_while_the_queue_is_still_long
     fake.register_method("sendMessage", hanging_send)
     store = BroadcastStore(redis)
     job = await store.create(text, recipients, regions=None, lang=None)
-    doomed = await spawn_worker(script, redis_url, fake, job, rate=20, workers=2, lease=1.0)
+    doomed = await spawn_worker(script, redis_url, redis_mode, fake, job, rate=20, workers=2, lease=1.0)
     while await redis.hlen(store.key(job, "inflight")) < 2:
         await asyncio.sleep(0.02)
     held = {text_of_bytes(c) for c in await redis.hkeys(store.key(job, "inflight"))}
@@ -524,7 +524,7 @@ async def test_a_dead_workers_recipients_come_back_while_the_queue_is_still_long
     await doomed.wait()
     fake.register_method("sendMessage", original)
 
-    resumer = await spawn_worker(script, redis_url, fake, job, rate=10, workers=2, lease=1.0)
+    resumer = await spawn_worker(script, redis_url, redis_mode, fake, job, rate=10, workers=2, lease=1.0)
     try:
         while not held <= set(delivered(fake, text)):
             await asyncio.sleep(0.05)
