@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from conversations import accounting, asking
+from conversations.parsing import normalise
 from conversations.policy_view import policy_view
 from conversations.questions import QUESTIONS, Context, Invalid, Question, answered, open_question
 from conversations.render import cannot_text, estimate_text
@@ -175,6 +176,8 @@ class Dialogue:
                 return word_key, ""
         if folded in words("start") and s.state in ("idle", "done"):
             return "start", ""
+        if self._match_language(text):  # a language's name ("English", "中文"), as after /language
+            return "language", text
         return None, ""
 
     # -- commands -----------------------------------------------------------------------------
@@ -259,9 +262,9 @@ class Dialogue:
 
     @staticmethod
     def _match_language(text: str) -> str | None:
-        folded = text.strip().casefold()
+        folded = normalise(text).strip(" .!。！")
         for lang, names in synonyms()["languages"].items():
-            if folded == lang or folded in (n.casefold() for n in names):
+            if folded == lang or folded in (normalise(n) for n in names):
                 return lang
         return None
 

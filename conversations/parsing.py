@@ -310,31 +310,67 @@ class Option:
     labels: tuple[str, ...] = ()
 
 
-def match_choice(text: str, options: Sequence[Option], *, by_number: bool = False) -> str | None:
+def match_choice(
+    text: str, options: Sequence[Option], *, by_number: bool = False, known: frozenset[str] = frozenset()
+) -> str | None:
     """Return the id of the option the text refers to, or None when unknown or ambiguous.
 
-    Tried in order, the first step that finds anything decides:
-    1. exact id or label (and the 1-based position when ``by_number``);
+    Refused at once: a negative number ("-1" is no option's number) and an option denied ("不在职",
+    "not working", "unemployed": the person says what they are not; asking again beats guessing).
+    Then tried in order, the first step that finds anything decides:
+    1. exact id or label; else, when ``by_number``, the 1-based position (a number that is an
+       option's own name, as "3" for 三级 among levels, means that option, not the third);
     2. a label contained in the text ("住院治疗" -> 住院; Latin labels as whole words);
-    3. a close spelling of an id or label (difflib).
+    3. a close spelling of an id or label (difflib), unless the text is a word of ``known`` (a word
+       people use for something else, such as "employee" for a plan, is not a typo of "employed").
     Each step succeeds only if exactly one option matches.
     """
     if len(text) > MAX_CHOICE_CHARS:
+        return None
+    if _NEGATIVE_NUMBER.match(normalise(text)):
         return None
     key = _clean(text)
     if not key:
         return None
     table = [(option.id, _option_keys(option)) for option in options]
+    if any(_negated(key, label) for _, keys in table for label in keys):
+        return None
     steps: tuple[Callable[[], list[str]], ...] = (
         lambda: _exact_ids(key, table, options, by_number),
         lambda: _contained_ids(key, table),
-        lambda: _fuzzy_ids(key, table),
+        lambda: [] if key in known else _fuzzy_ids(key, table),
     )
     for step in steps:
         found = step()
         if found:
             return _unique(found)
     return None
+
+
+#: A minus sign (or 负) before a number: "-1", "−2", "负一".
+_NEGATIVE_NUMBER = re.compile(r"^[-−负]\s*[0-9零〇一二两三四五六七八九十]")
+#: Words that deny what follows them, in Chinese (right before the label) and English.
+NEGATIONS_ZH: tuple[str, ...] = ("不", "没", "未", "非", "无", "别", "不是", "没有", "并非", "不算")
+NEGATIONS_EN = r"(?:not|no|no longer|never|non|isn't|aren't|wasn't|don't|doesn't|didn't|am not)"
+
+
+def _negated(key: str, label: str) -> bool:
+    """Whether the label occurs in the text denied: 不在职, 没退休, not working, non-working, unemployed."""
+    if len(label) >= len(key) or label.isdigit():
+        return False
+    if _has_cjk(label):
+        at = key.find(label)
+        while at > 0:
+            if key[:at].rstrip().endswith(NEGATIONS_ZH):
+                return True
+            at = key.find(label, at + 1)
+        return False
+    return _denial(label).search(key) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _denial(label: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![a-z0-9])(?:{NEGATIONS_EN}[\s-]*|un|non-?){re.escape(label)}(?![a-z0-9])")
 
 
 def _clean(text: str) -> str:
@@ -367,23 +403,22 @@ def _exact_ids(
     key: str, table: Sequence[tuple[str, tuple[str, ...]]], options: Sequence[Option], by_number: bool
 ) -> list[str]:
     found = [option_id for option_id, keys in table if key in keys]
-    position = _position(key, len(options)) if by_number else None
-    if position is not None:
-        found.append(options[position].id)
+    number = _number(key) if by_number and not found else None
+    if number is not None:
+        named = [option_id for option_id, keys in table if str(number) in keys]  # "三" among levels: 三级
+        found = named or ([options[number - 1].id] if 1 <= number <= len(options) else [])
     return found
 
 
-def _position(key: str, count: int) -> int | None:
-    """0-based index for a 1-based number typed as 2, ２, 二 or ②."""
+def _number(key: str) -> int | None:
+    """A whole number typed as 2, ２, 二 or ②; None for anything else."""
     if len(key) > 8:
         return None
     try:
         number = parse_amount(key)
     except AmountError:
         return None
-    if number != number.to_integral_value() or not 1 <= number <= count:
-        return None
-    return int(number) - 1
+    return int(number) if number == number.to_integral_value() else None
 
 
 def _contained_ids(key: str, table: Sequence[tuple[str, tuple[str, ...]]]) -> list[str]:

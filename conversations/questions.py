@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import cache, cached_property
 from typing import Any
 
-from conversations.parsing import AmountError, Option, match_choice, parse_amount
+from conversations.parsing import AmountError, Option, match_choice, normalise, parse_amount
 from conversations.texts import raw, synonyms, t
 from rules.account import rule_for
 from rules.case import ZERO, Case
@@ -122,6 +122,13 @@ def _labelled_choices(group: str, ids: tuple[str, ...], lang: str) -> tuple[Choi
     )
 
 
+@cache
+def known_words() -> frozenset[str]:
+    """Every word of synonyms.yaml: a word people use for one answer is never read as a misspelling of
+    another ("employee", a plan, is not "employed", a member type)."""
+    return frozenset(normalise(w) for group in synonyms().values() for words in group.values() for w in words)
+
+
 def region_options(ctx: Context) -> list[Choice]:
     return [Choice(r.id, r.name(ctx.lang), (r.id, r.name.zh, r.name.en, *r.aliases))
             for r in sorted(ctx.policies, key=lambda r: r.id)]
@@ -211,7 +218,7 @@ class Question:
 
     def match(self, ctx: Context, text: str) -> str | None:
         options = self.options(ctx)
-        found = match_choice(text, [Option(o.id, o.words) for o in options], by_number=True)
+        found = match_choice(text, [Option(o.id, o.words) for o in options], by_number=True, known=known_words())
         if found is None and self.id == "region":
             region = ctx.policies.find(text)
             found = region.id if region else None

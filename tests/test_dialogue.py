@@ -479,7 +479,7 @@ async def test_language_by_word_and_command_argument(chat):
     await chat.say("上海")
     await chat.command("language", "en")
     assert asks(chat, "member", "en")
-    await chat.say("english")  # the word asks for the choice again
+    await chat.say("language")  # the word asks for the choice
     assert chat.last_text == t("en", "commands.choose_language")
     await chat.press("~lang:zh")
     assert asks(chat, "member")

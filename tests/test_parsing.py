@@ -262,10 +262,23 @@ def test_match_choice(text: str, options: list[Option], by_number: bool, expecte
     assert match_choice(text, options, by_number=by_number) == expected
 
 
-def test_number_conflicting_with_another_id_is_ambiguous() -> None:
-    options = [Option("2", ("二级",)), Option("1", ("一级",))]
-    assert match_choice("2", options, by_number=True) is None
+def test_a_number_that_names_an_option_means_that_option() -> None:
+    """Among hospital levels "3" is 三级 (its own number), not the third option; numbers that name no
+    option are positions."""
+    options = [Option("community", ("社区",)), Option("1", ("一级",)), Option("2", ("二级",)), Option("3", ("三级",)),
+               Option("out_of_area", ("异地",))]
+    assert [match_choice(n, options, by_number=True) for n in ("1", "2", "3", "３", "三")] == ["1", "2", "3", "3", "3"]
+    assert match_choice("5", options, by_number=True) == "out_of_area"
+    assert match_choice("4", options, by_number=True) == "3"
+    assert match_choice("6", options, by_number=True) is None
     assert match_choice("2", options) == "2"
+
+
+@pytest.mark.parametrize("text", ["-1", "-2", "−3", "- 1", "负一", "负2", "-1级", "-5"])
+def test_a_negative_number_is_never_an_option(text: str) -> None:
+    options = [Option("community", ("社区",)), Option("1", ("一级",)), Option("2", ("二级",)), Option("3", ("三级",)),
+               Option("out_of_area", ("异地",))]
+    assert match_choice(text, options, by_number=True) is None
 
 
 def test_duplicate_label_is_ambiguous() -> None:
