@@ -423,3 +423,29 @@ async def test_application_webhook(fake: ft.FakeTelegram) -> None:
         await app.updater.stop()
         await app.stop()
         await app.shutdown()
+
+
+async def test_get_chat_member_answers_as_telegram_does(fake: ft.FakeTelegram, bot: telegram.Bot) -> None:
+    """Each ChatMember kind parses in python-telegram-bot; unlisted members of a group are members."""
+    group = -1009876
+    fake.chat_members[group] = {1: "creator", 2: "administrator", 4: "left", 5: "kicked"}
+    kinds = {u: type(await bot.get_chat_member(group, u)) for u in (1, 2, 3, 4, 5)}
+    assert kinds == {1: telegram.ChatMemberOwner, 2: telegram.ChatMemberAdministrator,
+                     3: telegram.ChatMemberMember, 4: telegram.ChatMemberLeft, 5: telegram.ChatMemberBanned}
+    assert (await bot.get_chat_member(group, 2)).status == "administrator"
+    with pytest.raises(telegram.error.BadRequest, match=r"(?i)chat not found"):
+        await bot.get_chat_member(77, 78)
+
+
+async def test_group_messages_replies_and_anonymous_admins(fake: ft.FakeTelegram, bot: telegram.Bot) -> None:
+    group = -1009877
+    sent = await bot.send_message(group, "which region?")
+    await fake.send_text(group, 11, "北京", reply_to=sent.message_id)
+    await fake.send_text(group, 12, "/subscribe@yibao_test_bot 上海", anonymous_admin=True)
+    first, second = (Update.de_json(u, bot) for u in await fake._get_updates(fake._bot(), {}))
+    assert first.effective_chat.type == "supergroup"
+    assert first.message.reply_to_message.from_user.id == bot.id
+    assert second.message.sender_chat.id == group and second.effective_user.username == "GroupAnonymousBot"
+    assert second.message.entities[0].type == "bot_command"
+    with pytest.raises(LookupError):
+        await fake.send_text(group, 11, "x", reply_to=999)
