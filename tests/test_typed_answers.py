@@ -57,7 +57,7 @@ ROWS = [
     ("北京", "member", "-1", AGAIN),
     ("北京", "member", "-2", AGAIN),
     ("北京", "member", "3", AGAIN),
-    # the hospital level (深圳: community, 1, 2, 3, out of area)
+    # the hospital level (深圳: community, 1, 2, 3)
     ("深圳", "level", "1", "1"),
     ("深圳", "level", "2", "2"),
     ("深圳", "level", "3", "3"),
@@ -66,8 +66,8 @@ ROWS = [
     ("深圳", "level", "三级", "3"),
     ("深圳", "level", "三甲医院", "3"),
     ("深圳", "level", "社区", "community"),
-    ("深圳", "level", "异地", "out_of_area"),
-    ("深圳", "level", "5", "out_of_area"),  # a number that names no level: its place in the list
+    ("深圳", "level", "4", "3"),  # a number that names no level: its place in the list (社区, 一级, 二级, 三级)
+    ("深圳", "level", "5", AGAIN),
     ("深圳", "level", "-1", AGAIN),
     ("深圳", "level", "-2", AGAIN),
     ("深圳", "level", "负一", AGAIN),
