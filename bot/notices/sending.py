@@ -136,6 +136,7 @@ class BroadcastRunner:
         self.lease_ms = int(lease_s * 1000)
         self.workers = workers or max(2, min(8, math.ceil(limiter.rate / 8)))
         self.poll_s = poll_s
+        self.late_ms = max(50.0, 2000 / limiter.rate)  # a slot missed by more than this is given up
         self.progress_every_s = progress_every_s
         self._stop = asyncio.Event()
         self._jobs: dict[str, asyncio.Task] = {}
@@ -246,9 +247,16 @@ class BroadcastRunner:
                 return
             await asyncio.sleep(wait / 1000)
         if wait > 0:
+            loop = asyncio.get_running_loop()
+            due = loop.time() + wait / 1000
             await asyncio.sleep(wait / 1000)  # until the reserved slot
             if await self.limiter.paused_ms() > 0:  # a 429 came meanwhile: the slot is given up
                 await self.store.requeue(job, chat)
+                return
+            if (loop.time() - due) * 1000 > self.late_ms:
+                # woken far too late (a stalled machine): sent now, this message would crowd the ones
+                # on time; its slot is given up and the recipient tried again in a second
+                await self.store.defer(job, chat, 1.0)
                 return
         result = await self.send(chat, text)
         await self._settle(job, chat, result)
