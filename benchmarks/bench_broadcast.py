@@ -16,7 +16,9 @@ workers and lease) using telegram_sender. The second process's clock is --skew m
 - crash: 25/s to 500 subscribers; after 5 s the first process is killed (SIGKILL) holding its claims.
   `reclaim_s` is the time from the kill until every recipient it held was delivered by the survivor.
 
-Duplicates and losses are counted from the same records. Prints one JSON line per run and exits 0.
+Duplicates and losses are counted from the same records, and `worker_cpu_ms_per_message` is the
+workers' CPU time over the messages sent (what a machine needs per message, whatever else runs on it).
+Prints one JSON line per run and exits 0.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ async def work(redis_url: str, base_url: str, job: str, rate: float, paid: bool,
         runner.stop()
         await task
     await redis.aclose()
+    print(f"cpu {time.process_time():.3f}", flush=True)  # this process's CPU seconds, for the parent
 
 
 # -- one run ---------------------------------------------------------------------------------------------
@@ -137,8 +140,11 @@ async def run(rate: float, subscribers: int, paid: bool, skew_ms: float, crash_a
         while (await store.status(job)).state != "done":
             await asyncio.sleep(0.1)
         took = time.perf_counter() - started
+        cpu = 0.0
         for proc in procs:
             if proc.returncode is None:
+                line = (await proc.stdout.readline()).decode().split()
+                cpu += float(line[1]) if line[:1] == ["cpu"] else 0.0
                 await proc.wait()
         async with aiohttp.ClientSession() as http, \
                 http.post(base_url.format(token=TOKEN) + "/benchStats", json={"text": text}) as resp:
@@ -164,6 +170,7 @@ async def run(rate: float, subscribers: int, paid: bool, skew_ms: float, crash_a
               "took_s": round(took, 2), "sustained": round(sustained / rate, 3),
               "max_10s": round(windows(times, 10.0) / (10 * rate), 3) if times[-1] - times[0] >= 10 else None,
               "first_1s": round(first_1s / rate, 3), "max_1s": round(windows(times, 1.0) / rate, 3),
+              "worker_cpu_ms_per_message": round(cpu * 1000 / sent, 3) if sent and crash_after is None else None,
               "duplicates": sum(n - 1 for n in per_chat.values()),
               "losses": len(set(recipients) - set(per_chat)),
               "recorded_sent": status.sent if status else None, "fake_rate_violations": stats["violations"]}
