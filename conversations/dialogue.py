@@ -539,14 +539,15 @@ class Dialogue:
         return Turn([Reply(text, title=t(s.lang, "result.title"), buttons=self._result_buttons(s))],
                     kind="estimate")
 
-    def _comparisons(self, ctx: Context, level: str, extra: dict[str, Any]) -> list[tuple[str, Decimal]]:
+    def _comparisons(self, ctx: Context, level: str, extra: dict[str, Any]
+                     ) -> list[tuple[str, tuple[Decimal, Decimal]]]:
         out = []
         for option in QUESTIONS["level"].options(ctx):
             if option.id == level:
                 continue
             other = estimate(ctx.case(level=option.id, **extra), self.policies)
             if not isinstance(other, CannotEstimate):
-                out.append((option.label, other.personal))
+                out.append((option.label, other.ranges.get("personal", (other.personal, other.personal))))
         return out
 
     def _context_line(self, ctx: Context) -> str:
@@ -558,4 +559,5 @@ class Dialogue:
         return t(ctx.lang, "result.context", region=ctx.region.name(ctx.lang) if ctx.region else "",
                  plan=QUESTIONS["plan"].display(ctx, ctx.value("plan")), member=member_text,
                  visit=QUESTIONS["visit"].display(ctx, ctx.value("visit")),
-                 level=QUESTIONS["level"].display(ctx, ctx.value("level")))
+                 level=QUESTIONS["level"].display(ctx, ctx.value("level"))
+                 + (f" · {QUESTIONS['where'].display(ctx, ctx.value('where'))}" if ctx.value("where") else ""))

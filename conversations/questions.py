@@ -18,7 +18,7 @@ from typing import Any
 from conversations.parsing import AmountError, Option, match_choice, normalise, parse_amount
 from conversations.texts import raw, synonyms, t
 from rules.account import rule_for
-from rules.case import ZERO, Case
+from rules.case import WHERE, ZERO, Case
 from rules.engine import Needs, needs
 from rules.policy import Plan, PolicySet, Region, Visit
 
@@ -95,6 +95,8 @@ class Context:
             admission=self.value("admission") or 1, date=self.today,
             current_year_account=amount("current_year_account"),
         )
+        if "where" not in override:  # `needs` passes it: whether "where" is asked depends on `needs`
+            values["where"] = self.value("where") or "local"
         values.update(override)
         return Case(**values)
 
@@ -102,7 +104,7 @@ class Context:
     def needs(self) -> Needs:
         if not (self.visit and self.value("level")):
             return Needs()
-        return needs(self.case(total=ZERO, self_pay=None, class_b=None), self.policies)
+        return needs(self.case(total=ZERO, self_pay=None, class_b=None, where="local"), self.policies)
 
 
 # -- options -----------------------------------------------------------------------------------
@@ -167,6 +169,10 @@ def _wants_account(ctx: Context) -> bool:
     """Asked only after the person asked for it (a result button), and only where a plan has an account."""
     return "account" in ctx.answers and ctx.region is not None and \
         ctx.value("plan") in rule_for(ctx.region.id).plans
+
+
+def where_options(ctx: Context) -> list[Choice]:
+    return _labelled("where", list(WHERE), ctx.lang) if ctx.needs.where else []
 
 
 # -- answers that are read, not chosen -------------------------------------------------------
@@ -285,6 +291,8 @@ QUESTION_LIST: list[Question] = [
     Question("member", "choice", lambda ctx: _has_choice(ctx, "member"), member_options),
     Question("visit", "choice", lambda ctx: ctx.plan is not None, visit_options),
     Question("level", "choice", lambda ctx: ctx.visit is not None, level_options),
+    # asked only where the policy tells the kinds of out-of-area care apart (its factor is by kind)
+    Question("where", "choice", _need("where"), where_options),
     Question("age", "whole", _detail("age"), read=lambda ctx, s: read_whole(s, 0, 120, "hints.age"),
              show="years"),
     Question("retired_year", "whole", _detail("retired_year"),

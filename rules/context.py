@@ -146,7 +146,9 @@ class Context:
             series = found = None
         if found is None:
             if required:
-                return Entry(self.day, self.extreme(name), "", "unknown")
+                value = self.extreme(name)
+                self.step("unknown_parameter", Decimal(0), parameter=[name])
+                return Entry(self.day, value, "", "unknown")
             return None
         if self.record:
             if found.source not in self.sources:
@@ -171,6 +173,7 @@ class Context:
             return value
         if self.case.level in value:
             return value[self.case.level]
+        self.step("unknown_parameter", Decimal(0), parameter=[name])
         return self.extreme(name)
 
     def setting(self, name: str, default: Any = None) -> Any:

@@ -104,6 +104,15 @@ def figure(text: str, key: str, lang: str = "zh") -> Decimal:
     return Decimal(match.group(1).replace(",", ""))
 
 
+def figure_range(text: str, key: str, lang: str = "zh") -> tuple[Decimal, Decimal] | None:
+    """The (low, high) on the result line `result.<key>_range` ("个人约付 11,000–20,288 元"), if any."""
+    head = t(lang, f"result.{key}_range", low="\x00", high="").split("\x00")[0]
+    match = re.search(re.escape(head) + r"([\d,]+(?:\.\d\d)?)–([\d,]+(?:\.\d\d)?)", text)
+    if not match:
+        return None
+    return tuple(Decimal(g.replace(",", "")) for g in match.groups())  # type: ignore[return-value]
+
+
 @pytest.fixture
 def store(redis) -> RedisSessionStore:
     return RedisSessionStore(redis, ttl_seconds=3600)
@@ -162,9 +171,15 @@ async def test_every_region_typical_case(chat, region):
     if chat.turn.kind == "estimate":
         text = chat.text
         assert t("zh", "result.title") in text
-        total, insurance, personal = (figure(text, k) for k in ("total", "insurance", "personal"))
+        total = figure(text, "total")
         assert total == Decimal("10000.00")
-        assert insurance + personal == total and insurance >= 0 and personal >= 0
+        ranges = figure_range(text, "insurance"), figure_range(text, "personal")
+        if ranges == (None, None):
+            insurance, personal = figure(text, "insurance"), figure(text, "personal")
+            assert insurance + personal == total and insurance >= 0 and personal >= 0
+        else:  # the person pays least where the insurance pays most
+            (ins_low, ins_high), (own_low, own_high) = ranges
+            assert ins_low + own_high == total == ins_high + own_low and ins_low >= 0 and own_low >= 0
         assert POLICIES.regions[region].name.zh in text.splitlines()[1]  # the context line
     else:
         assert chat.last_text.startswith(t("zh", "result.cannot", reason="").rstrip())
@@ -295,6 +310,8 @@ async def test_shenzhen_self_pay_and_class_b(chat):
     await chat.say("在职")
     await chat.say("住院")
     await chat.say("二级")
+    assert asks(chat, "where")  # Shenzhen's policy tells the kinds of out-of-city care apart
+    await chat.say("本地")
     await chat.say("2万")
     await chat.say("1000")
     assert asks(chat, "class_b")
@@ -310,6 +327,38 @@ async def test_shenzhen_self_pay_and_class_b(chat):
     assert "深圳 · 职工医保（在职） · 住院 · 二级医院" in text
     assert figure(text, "insurance") == Decimal("17066.00")
     assert figure(text, "personal") == Decimal("2934.00")
+
+
+async def test_shenzhen_out_of_the_city_keeps_the_hospital_level(chat):
+    # Shenzhen employee 一档 in service, an emergency stay at a 三级 hospital out of the city, 20,000 with no
+    # 自费 and no 乙类: the 三级 deductible 600 and the 三级 ratio 90% × 90% (art. 40) = 81%:
+    # (20000 − 600) × 81% = 15714; personal 4286.
+    for text in ("深圳", "职工", "一档", "在职", "住院", "三级"):
+        await chat.say(text)
+    assert asks(chat, "where")
+    await chat.say("急诊抢救")
+    await chat.say("20000")
+    await chat.say("0")
+    await chat.say("0")
+    await chat.press("~skiprest")
+    await chat.press("~calc")
+    text = chat.text
+    assert "三级医院 · 异地：急诊抢救" in text
+    assert figure(text, "insurance") == Decimal("15714.00")
+    assert figure(text, "personal") == Decimal("4286.00")
+
+
+async def test_a_range_when_the_policy_leaves_a_part_unknown(chat):
+    # Luoyang employee in service, 二级 stay of 50,000, no split known: the fund pays (50000 − 480) × 60%
+    # = 29712 exactly; 大病 bands and cap are not on record, so 大病 pays 0 to (20288 − 11000) = 9288.
+    for text in ("洛阳", "在职", "住院", "二级", "50000", "跳过"):
+        await chat.say(text)
+    await chat.press("~skiprest")
+    await chat.press("~calc")
+    text = chat.text
+    assert "个人约付 11,000–20,288 元" in text
+    assert "医保约付：29,712–39,000 元（统筹基金 29,712.00，大病保险 0–9,288）" in text
+    assert "大病保险分段比例、大病保险年度限额未收录" in text
 
 
 # -- editing, back, cancel ----------------------------------------------------------------------------
@@ -373,6 +422,8 @@ async def test_edit_region_reasks_what_it_invalidated(chat):
     assert s.question == "plan" and s.answers["total"] == "20000.00"
     await chat.press("employee")
     await chat.press("2")
+    assert asks(chat, "where")
+    await chat.press("local")
     assert asks(chat, "class_b")
     await chat.say("0")
     await chat.press("~skiprest")
