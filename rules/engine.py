@@ -109,6 +109,11 @@ def estimate(case: Case, policies: PolicySet | None = None) -> Estimate | Cannot
                                                           ("missing", list(FUND_RULE)))))
     corners = _explore(point, lambda highs: compute(Context(case, region, plan, visit, row, day, highs,
                                                             record=False)))
+    worst = max(corners, key=lambda c: (c.personal, -len(c.ctx.highs)))
+    if worst.personal > point.personal:
+        # an unknown fund cap below a supplementary fund that pays a larger share than the fund: the
+        # person pays most with the cap not reached. The point is always the most the person pays.
+        point = compute(Context(case, region, plan, visit, row, day, worst.ctx.highs))
     return _result(point, corners)
 
 

@@ -319,14 +319,19 @@ def _critical_before(ctx: Context, threshold: Decimal, bands: tuple[Band, ...], 
 
 
 def _shown(total: Decimal, parts: list[Decimal]) -> list[Decimal]:
-    """Each part rounded half-up to the fen; if rounding pushed their sum past the total (by a fen
-    or two), the last parts give the difference back, so the person's share is never negative."""
+    """Each part rounded half-up to the fen, then nudged by a fen where needed so that they add up to
+    their rounded sum (never more than the total). The person's share, total minus that sum, then
+    moves with the exact figures (a part rounded up and another rounded down cannot make it jump)."""
+    target = min(total, fen(sum(parts, ZERO)))
     shown = [fen(p) for p in parts]
-    excess = sum(shown) - total
+    excess = sum(shown, ZERO) - target
     for i in reversed(range(len(shown))):
         if excess <= 0:
             break
         take = min(excess, shown[i])
         shown[i] -= take
         excess -= take
+    if excess < 0:
+        i = max(range(len(shown)), key=lambda k: parts[k] - shown[k])  # the part rounded down the most
+        shown[i] -= excess
     return shown
