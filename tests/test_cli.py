@@ -157,6 +157,16 @@ BASE = ["--region", "propland", "--plan", "employee", "--member", "in_service", 
     ([*BASE[:-1], "9", "--total", "100"], "invalid choice"),
     (BASE, "required"),
     ([*BASE, "--total", "100", "--plan", "company"], "invalid choice"),
+    ([*BASE, "--total", "1e26"], "beyond any plausible bill"),
+    ([*BASE, "--total", "100000000.01"], "beyond any plausible bill"),
+    ([*BASE, "--total", "NaN"], "is not an amount"),
+    ([*BASE, "--total", "Infinity"], "is not an amount"),
+    ([*BASE, "--total", "12O00"], "is not an amount"),
+    ([*BASE, "--total", "100", "--ytd-fund", "9e99"], "beyond any plausible bill"),
+    ([*BASE, "--total", "100", "--ytd-critical", "-1"], "must be zero or more"),
+    ([*BASE, "--total", "100", "--admission", "99999999999999999999"], "from 1 to 1000"),
+    ([*BASE, "--total", "100", "--where", "abroad"], "invalid choice"),
+    ([*BASE[:-1], "out_of_area", "--total", "100"], "invalid choice"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, needle):
     line = assert_one_line_error(estimate(*args))
@@ -197,3 +207,53 @@ def test_rules_show_bad_date_exits_2():
     line = assert_one_line_error(bot("rules", "show", "propland", "--date", "2024-13-01", "--policy-dir",
                                      str(PROPS_DIR)))
     assert "is not a date" in line
+
+
+def estimate_real(*args: str) -> dict:
+    """`yibao estimate --json` over the shipped policies."""
+    done = bot("estimate", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_luoyang_gives_the_certain_fund_and_a_range_for_the_person():
+    # (50,000 − 480) × 60% = 29,712 exactly; 大病 bands unknown above the threshold 11,000 of the burden
+    # 20,288: 0 … 9,288; the person 11,000 … 20,288
+    data = estimate_real("--region", "洛阳", "--plan", "employee", "--member", "in_service", "--visit",
+                         "inpatient", "--level", "2", "--total", "50000", "--date", "2025-06-01")
+    assert (data["fund"], data["personal"], data["exact"]) == ("29712.00", "20288.00", False)
+    assert data["ranges"]["personal"] == ["11000.00", "20288.00"]
+    assert data["ranges"]["critical_illness"] == ["0.00", "9288.00"]
+    assert "fund" not in data["ranges"]
+    assert data["unknown"] == ["critical_illness_bands", "critical_illness_cap"]
+
+
+def test_beijing_with_a_class_b_amount_still_estimates():
+    # 北京 in-service 三级, 50,000 of which 10,000 乙类 whose pay-first share is not on record: a range, not
+    # a refusal (more information never gives less answer). Compliant 50,000 − 10,000 × (100% … 0%).
+    data = estimate_real("--region", "北京", "--plan", "employee", "--member", "in_service", "--visit",
+                         "inpatient", "--level", "3", "--total", "50000", "--self-pay", "0", "--class-b",
+                         "10000", "--date", "2025-03-01")
+    assert data["exact"] is False and data["unknown"] == ["class_b_self_ratio"]
+    assert data["ranges"]["compliant"] == ["40000.00", "50000.00"]
+    low, high = (float(x) for x in data["ranges"]["personal"])
+    assert low < high == float(data["personal"])
+
+
+def test_shenzhen_out_of_the_city_keeps_the_hospital_tier():
+    # 一档 in service, 二级 hospital, emergency out of the city: 二级 deductible 400 and 92% × 90%:
+    # (20,000 − 400) × 82.8% = 16,228.80. Locally: (20,000 − 400) × 92% = 18,032.
+    args = ["--region", "深圳", "--plan", "employee", "--grade", "1", "--member", "in_service", "--visit",
+            "inpatient", "--level", "2", "--total", "20000", "--self-pay", "0", "--class-b", "0",
+            "--date", "2025-03-01"]
+    away = estimate_real(*args, "--where", "emergency")
+    home = estimate_real(*args)
+    assert (away["deductible"], away["fund"], away["exact"]) == ("400.00", "16228.80", True)
+    assert (home["deductible"], home["fund"]) == ("400.00", "18032.00")
+
+
+def test_a_stale_yearly_figure_is_listed():
+    data = estimate_real("--region", "上海", "--plan", "employee", "--member", "in_service", "--visit",
+                         "inpatient", "--level", "3", "--total", "20000", "--date", "2026-08-01")
+    assert data["stale"] == [{"parameter": "fund_cap", "last_known": "2024-07-01"}]
+    assert data["warnings"][0].startswith("2026 年度数据尚未收录，按 2024 年度估算")
