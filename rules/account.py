@@ -149,7 +149,9 @@ def account_rules(path: Path = RULES_FILE) -> dict[str, AccountRule]:
     errors: list[PolicyError] = []
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as bad:
+    except OSError as bad:
+        raise PolicyErrors([PolicyError(path.name, 1, "", f"cannot be read ({bad.strerror})")]) from None
+    except (UnicodeDecodeError, yaml.YAMLError) as bad:
         mark = getattr(bad, "problem_mark", None)
         raise PolicyErrors([PolicyError(path.name, mark.line + 1 if mark else 1, "", "not readable YAML")]) from None
     top = _mapping(root, path.name, "", errors)
