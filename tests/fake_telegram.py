@@ -1324,13 +1324,16 @@ class FakeTelegram:
             "text": text,
         }
         reply_to = params.get("reply_to_message_id")
+        quietly = bool(params.get("allow_sending_without_reply"))
         if reply_to is None and isinstance(params.get("reply_parameters"), dict):
             reply_to = params["reply_parameters"].get("message_id")
+            quietly = bool(params["reply_parameters"].get("allow_sending_without_reply"))
         if reply_to is not None:
             original = st.messages.get((cid, int(reply_to)))
-            if original is None:
+            if original is None and not quietly:
                 raise BadRequest("Bad Request: message to be replied not found")
-            msg["reply_to_message"] = {k: v for k, v in original.items() if k != "reply_to_message"}
+            if original is not None:
+                msg["reply_to_message"] = {k: v for k, v in original.items() if k != "reply_to_message"}
         if keyboard:
             msg["reply_markup"] = keyboard
         st.messages[(cid, msg["message_id"])] = msg

@@ -86,6 +86,8 @@ async def test_in_a_group_only_what_is_meant_for_the_bot_is_answered(
     welcome = await ann.says(f"/start@{ME.upper()}")  # ours, whatever the case of the name
     assert welcome[0].startswith(t("zh", "welcome"))
     assert len(ann.bot_said_since(mark)) == 1
+    asked = fake.last_update["message"]["message_id"]  # the answer quotes what it answers
+    assert fake.last_bot_message(group)["reply_to_message"]["message_id"] == asked
 
     # a plain command (Telegram delivered it to us) and a reply to the bot's question are answered
     question = fake.last_bot_message(group)["message_id"]
@@ -100,6 +102,12 @@ async def test_in_a_group_only_what_is_meant_for_the_bot_is_answered(
     await ann.send("me too", reply_to=fake.last_update["message"]["message_id"])
     await ann.says(f"/help@{ME}")
     assert len(ann.bot_said_since(mark)) == 1
+
+
+async def test_in_a_private_chat_answers_quote_nothing(fake: ft.FakeTelegram, served) -> None:
+    me = Member(fake, 5200, 5200, "Zoe")
+    await me.says("/start")
+    assert "reply_to_message" not in fake.last_bot_message(5200)
 
 
 async def test_a_groups_subscriptions_are_changed_by_its_administrators_only(

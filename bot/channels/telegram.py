@@ -28,6 +28,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
+    ReplyParameters,
     Update,
 )
 from telegram.constants import MessageLimit, ParseMode
@@ -43,7 +44,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.channels.telegram_groups import GATE_GROUP, group_gate
+from bot.channels.telegram_groups import GATE_GROUP, group_gate, reply_target
 from bot.config import Settings
 from bot.logs import hash_id, reset_update_context, update_context
 from bot.metrics import Metrics
@@ -234,16 +235,19 @@ class TelegramBridge:
         if query is not None:
             await self._settle_button(query, turn)
         chat_id = update.effective_chat.id
+        quote = reply_target(update)  # in a group: the first message quotes the one it answers
         for reply in merge_replies(turn.replies):
-            await self.send(chat_id, reply)
+            await self.send(chat_id, reply, quote)
+            quote = None
 
-    async def send(self, chat_id: int, reply: Reply) -> None:
+    async def send(self, chat_id: int, reply: Reply, quote: ReplyParameters | None = None) -> None:
         chunks = html_chunks(reply)
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
             await self.bot.send_message(chat_id, chunk, parse_mode=ParseMode.HTML,
                                    reply_markup=_keyboard(reply) if last else None,
-                                   link_preview_options=LinkPreviewOptions(is_disabled=True))
+                                   link_preview_options=LinkPreviewOptions(is_disabled=True),
+                                   reply_parameters=quote if i == 0 else None)
 
     @staticmethod
     async def answer_press(query) -> None:

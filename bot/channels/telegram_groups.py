@@ -10,13 +10,15 @@ Many people and bots talk in a group; the bot takes part only in what is meant f
 Everything else — chatter, other bots' commands, members joining, photos — is ignored silently, before
 any handler runs (`group_gate`, in the first handler group).
 
+The answer quotes the message it answers (`reply_target`), so each person sees which is theirs.
+
 A group's subscriptions belong to the group, so only its administrators change them (`may_manage`
 asks Telegram with getChatMember; an anonymous administrator writes as the group itself).
 """
 
 from __future__ import annotations
 
-from telegram import Bot, Message, MessageEntity, Update
+from telegram import Bot, Message, MessageEntity, ReplyParameters, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import ApplicationHandlerStop, ContextTypes, TypeHandler
 
@@ -55,6 +57,15 @@ async def _gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 def group_gate() -> TypeHandler:
     """The handler that drops group updates not meant for the bot; add it in `GATE_GROUP`."""
     return TypeHandler(Update, _gate)
+
+
+def reply_target(update: Update) -> ReplyParameters | None:
+    """In a group the bot's answer quotes the message it answers: several people may be talking to it,
+    and replying to its question is how a person answers there. None in a private chat."""
+    chat, message = update.effective_chat, update.message
+    if chat is None or chat.type not in GROUPS or message is None:
+        return None
+    return ReplyParameters(message.message_id, allow_sending_without_reply=True)
 
 
 async def may_manage(bot: Bot, chat_id: int, user_id: int | None, sender_chat_id: int | None = None) -> bool:
