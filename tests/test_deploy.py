@@ -224,7 +224,9 @@ def test_wheel_installs_in_a_fresh_venv_and_runs(tmp_path: Path) -> None:
         names = set(archive.namelist())
     shipped = {f"rules/policies/{p.name}" for p in (ROOT / "rules" / "policies").glob("*.yaml")}
     assert shipped and shipped <= names, f"policies missing from the wheel: {sorted(shipped - names)}"
-    for folder in ("rules/texts", "conversations/texts", "bot/channels/static"):
+    assert "rules/accounts.yaml" in names, "the personal-account rules are missing from the wheel"
+    for folder in ("rules/texts", "conversations/texts", "bot/channels/static", "conversations/knowledge",
+                   "conversations/knowledge/topics"):
         present = {f"{folder}/{p.name}" for p in (ROOT / folder).iterdir() if p.is_file()}
         assert present <= names, f"{folder} missing from the wheel: {sorted(present - names)}"
 
