@@ -10,14 +10,15 @@ One key a person, in the person's hash tag (see `bot.store`)::
 
 The save script checks the version, writes, sets the expiry and registers the key in the person's
 index set (made persistent, like any registered key) in one step, so `/forget` deletes it with the
-rest. Load = 1 round trip (HMGET), save = 1 (EVALSHA).
+rest. Load = 1 round trip (HMGET; `load_turn` reads it in the session's round trip), save = 1 (EVALSHA).
 """
 
 from __future__ import annotations
 
 import json
 
-from bot.store import RedisSessionStore
+from bot.store import RedisSessionStore, _decode
+from conversations.store import SessionKey
 
 __all__ = ["RedisYearStore"]
 
@@ -50,6 +51,19 @@ class RedisYearStore:
 
     async def load_book(self, platform: str, user: str) -> tuple[dict | None, int]:
         version, data = await self.redis.hmget(self.book_key(platform, user), ["v", "d"])
+        return self._book(version, data)
+
+    async def load_turn(self, key: SessionKey) -> tuple[dict | None, int, dict | None, int]:
+        """The session and the book in one pipeline (both keys carry the person's hash tag)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.sessions.session_key(key), ["v", "d"])
+            pipe.hmget(self.book_key(key.platform, key.user), ["v", "d"])
+            (s_version, s_data), (b_version, b_data) = await pipe.execute()
+        session = (_decode(s_data), int(s_version)) if s_version is not None and s_data is not None else (None, 0)
+        return (*session, *self._book(b_version, b_data))
+
+    @staticmethod
+    def _book(version: bytes | None, data: bytes | None) -> tuple[dict | None, int]:
         if version is None or data is None:
             return None, 0
         try:

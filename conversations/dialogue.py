@@ -55,6 +55,7 @@ class Session:
     year: dict[str, Any] = field(default_factory=dict)  # flags of the person's year (see year_desk)
     book: Any = field(default=None, repr=False)  # this turn's view of the person's year, never stored
     pending: Any = field(default=None, repr=False)  # a change to the book, run before the session is saved
+    book_read: Any = field(default=None, repr=False)  # the book as read with the session, and its version
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"l": self.lang, "s": self.state, "q": self.q}
@@ -117,9 +118,11 @@ class Dialogue:
         self.year = YearDesk(self, years, year_keep_days)  # the person's insurance year, with consent
 
     async def handle(self, key: SessionKey, incoming: Incoming) -> Turn:
+        sessions = self.year.sessions(self.store)
+
         async def turn(stored: dict | None) -> tuple[dict, Turn]:
             session = Session.from_dict(stored)
-            await self.year.load(key, session, incoming, fresh=stored is None)
+            self.year.load(sessions, session, fresh=stored is None)
             result = self.step(session, incoming)
             result = await self.year.commit(key, session, result)
             result.remembered = bool(session.year.get("k"))
@@ -128,7 +131,7 @@ class Dialogue:
         token = _platform.set(key.platform)
         try:
             with speaking_on(key.platform):
-                result: Turn = await run_turn(self.store, key, turn)
+                result: Turn = await run_turn(sessions, key, turn)
         finally:
             _platform.reset(token)
         for name, argument in result.effects:  # before a forget, which deletes what effects may read

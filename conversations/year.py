@@ -62,11 +62,6 @@ class Totals:
         return Totals(*(getattr(self, f) + getattr(other, f) for f in TOTAL_FIELDS),
                       admissions=self.admissions + other.admissions)
 
-    def minus(self, other: Totals) -> Totals:
-        """What `self` counts beyond `other` (a visit's share of the year); never below zero."""
-        return Totals(*(max(ZERO, getattr(self, f) - getattr(other, f)) for f in TOTAL_FIELDS),
-                      admissions=max(0, self.admissions - other.admissions))
-
     def case_args(self) -> dict[str, Any]:
         """The next visit's `Case` keyword arguments (only those this engine's `Case` knows)."""
         args: dict[str, Any] = {case: getattr(self, f) for f, case in TOTAL_FIELDS.items()}
@@ -93,16 +88,24 @@ class Totals:
         return cls(*(_dec(data.get(f, 0)) for f in TOTAL_FIELDS), admissions=admissions)
 
 
-def year_from_estimate(result: Estimate, before: Totals) -> Totals:
-    """The year's totals after this visit: the engine's own `year_after` where it gives one, else the
-    same sums from the visit's figures (the fund's compliant cost left to the person is its burden)."""
-    after = getattr(result, "year_after", None)
+def visit_totals(result: Estimate) -> Totals:
+    """What one visit adds to the year: its own figures, and the burden and admission the engine counted
+    (`year_after` less the case's year so far). Not `year_after` less what the ledger held: where the
+    case left what the supplementary fund or 大病 had paid to the engine to bound, `year_after` carries
+    the engine's assumption, not a payment."""
+    case, after = result.case, getattr(result, "year_after", None)
     if after is not None:
-        return Totals(*(getattr(after, f) for f in TOTAL_FIELDS), admissions=after.admissions)
-    burden = max(ZERO, result.compliant - result.fund - result.supplementary)
-    visit = Totals(result.deductible, result.fund, result.supplementary, result.critical_illness,
-                   result.compliant, burden, 1 if result.case.visit == "inpatient" else 0)
-    return before.plus(visit)
+        burden, admissions = after.burden - case.ytd_burden, after.admissions - (case.admission - 1)
+    else:
+        burden = max(ZERO, result.compliant - result.fund - result.supplementary)
+        admissions = 1 if case.visit == "inpatient" else 0
+    return Totals(result.deductible, result.fund, result.supplementary, result.critical_illness,
+                  result.compliant, max(ZERO, burden), max(0, admissions))
+
+
+def year_from_estimate(result: Estimate, before: Totals) -> Totals:
+    """The year's totals after this visit, from the totals before it."""
+    return before.plus(visit_totals(result))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class Entry:
     paid: Totals
     inputs: dict[str, Any] = field(default_factory=dict)  # visit: the case without its year-to-date part
     personal: Decimal = ZERO  # visit: what the person paid of it
+    exact: bool = True  # visit: False when the policy left a layer unknown (the figures pay least)
 
     @property
     def total(self) -> Decimal:
@@ -127,6 +131,8 @@ class Entry:
             data["in"] = self.inputs
         if self.kind == "visit":
             data["p"] = f"{self.personal:.2f}"
+        if not self.exact:
+            data["x"] = 0
         return data
 
     @classmethod
@@ -137,7 +143,7 @@ class Entry:
         if not isinstance(inputs, dict):
             raise ValueError("inputs")
         return cls(data["i"], data["k"], dt.date.fromisoformat(data["d"]), Totals.from_json(data.get("t", {})),
-                   inputs, _dec(data.get("p", 0)))
+                   inputs, _dec(data.get("p", 0)), data.get("x", 1) != 0)
 
 
 @dataclass(slots=True)
@@ -160,6 +166,14 @@ class Ledger:
         for entry in self.entries[:upto]:
             running = entry.paid if entry.kind == "set" else running.plus(entry.paid)
         return running
+
+    def case_args(self) -> dict[str, Any]:
+        """The next visit's year-to-date case fields. After figures the person typed (a "set" entry last),
+        what the supplementary fund and 大病 paid is not known: the engine derives or bounds it."""
+        args = self.totals().case_args()
+        if self.entries and self.entries[-1].kind == "set":
+            args.update({k: None for k in ("ytd_supplementary", "ytd_critical") if k in args})
+        return args
 
     def visits(self) -> list[Entry]:
         return [e for e in self.entries if e.kind == "visit"]
@@ -247,9 +261,11 @@ class LedgerError(ValueError):
         self.values = values
 
 
-def visit_case(region: str, plan: str, inputs: dict[str, Any], day: dt.date, before: Totals) -> Case:
-    """The engine's case for a recorded visit, starting from the year's totals before it."""
-    args: dict[str, Any] = {"region": region, "plan": plan, "date": day, **before.case_args()}
+def visit_case(region: str, plan: str, inputs: dict[str, Any], day: dt.date, before: Totals | dict[str, Any]) -> Case:
+    """The engine's case for a recorded visit, starting from the year's totals before it (or from a
+    ledger's `case_args`)."""
+    ytd = before.case_args() if isinstance(before, Totals) else before
+    args: dict[str, Any] = {"region": region, "plan": plan, "date": day, **ytd}
     for name in INPUT_FIELDS:
         value = inputs.get(name)
         if value is None or name not in CASE_FIELDS:
@@ -259,17 +275,18 @@ def visit_case(region: str, plan: str, inputs: dict[str, Any], day: dt.date, bef
     return Case(**args)
 
 
-def _visit_entry(entry_id: str, ledger: Ledger, inputs: dict[str, Any], day: dt.date, before: Totals,
+def _visit_entry(entry_id: str, ledger: Ledger, inputs: dict[str, Any], day: dt.date,
                  policies: PolicySet) -> tuple[Entry, Estimate]:
+    """The visit computed from the ledger's totals so far."""
     try:
-        case = visit_case(ledger.region, ledger.plan, inputs, day, before)
+        case = visit_case(ledger.region, ledger.plan, inputs, day, ledger.case_args())
     except (InvalidCase, ValueError, TypeError):
         raise LedgerError("year.invalid_amount") from None
     result = estimate(case, policies)
     if isinstance(result, CannotEstimate):
         raise LedgerError("year.cannot_record")
-    paid = year_from_estimate(result, before).minus(before)
-    return Entry(entry_id, "visit", day, paid, dict(inputs), result.personal), result
+    paid = visit_totals(result)
+    return Entry(entry_id, "visit", day, paid, dict(inputs), result.personal, result.exact), result
 
 
 def record(ledger: Ledger, entry_id: str, inputs: dict[str, Any], day: dt.date, policies: PolicySet,
@@ -284,7 +301,7 @@ def record(ledger: Ledger, entry_id: str, inputs: dict[str, Any], day: dt.date, 
         return ledger.entries[done]
     if given is not None and given != ledger.totals():
         ledger.entries.append(Entry(f"{entry_id}s", "set", day, given))
-    entry, _ = _visit_entry(entry_id, ledger, inputs, day, ledger.totals(), policies)
+    entry, _ = _visit_entry(entry_id, ledger, inputs, day, policies)
     ledger.entries.append(entry)
     return entry
 
@@ -310,7 +327,7 @@ def change_total(ledger: Ledger, entry_id: str, total: Decimal, policies: Policy
     replayed = Ledger(ledger.region, ledger.plan, ledger.start, ledger.end, entries[:at])
     for entry in entries[at:]:
         if entry.kind == "visit":
-            entry, _ = _visit_entry(entry.id, replayed, entry.inputs, entry.date, replayed.totals(), policies)
+            entry, _ = _visit_entry(entry.id, replayed, entry.inputs, entry.date, policies)
         replayed.entries.append(entry)
     ledger.entries = replayed.entries
     return ledger.entries[at]

@@ -23,15 +23,15 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from conversations.questions import QUESTIONS
-from conversations.replies import Button, Incoming, Reply, Turn
-from conversations.store import SessionKey
+from conversations.replies import Button, Reply, Turn
+from conversations.store import SessionKey, SessionStore
 from conversations.texts import LANGUAGES, t
 from conversations.year import (
     Book,
     Ledger,
 )
 from conversations.year_edits import PROFILE_ANSWERS, Op, YearEdits
-from conversations.year_store import YearStore, update_book
+from conversations.year_store import PrefetchingStore, YearStore, update_book
 from conversations.year_view import ledger_line, overview
 
 if TYPE_CHECKING:
@@ -48,20 +48,16 @@ class YearDesk(YearEdits):
 
     # -- loading and saving ------------------------------------------------------------------------
 
-    def _wanted(self, s: Session, incoming: Incoming) -> bool:
-        if self.store is None:
-            return False
-        if s.year.get("k") or s.state in ("idle", "done", "year") or incoming.command:
-            return True
-        choice, text = incoming.choice or "", (incoming.text or "").lstrip()
-        return "~new" in choice or "~y:" in choice or text.startswith("/")
+    def sessions(self, store: SessionStore) -> SessionStore:
+        """The session store a turn runs on: one that reads the book with the session, when kept."""
+        return PrefetchingStore(store, self.store) if self.store is not None else store
 
-    async def load(self, key: SessionKey, s: Session, incoming: Incoming, fresh: bool) -> None:
-        """Read the person's book when this turn may need it (returning people and starts)."""
-        if not self._wanted(s, incoming):
+    def load(self, sessions: SessionStore, s: Session, fresh: bool) -> None:
+        """Give the turn the person's book, read with the session (and its language to a new session)."""
+        if not isinstance(sessions, PrefetchingStore):
             return
-        stored, _ = await self.store.load_book(key.platform, key.user)  # type: ignore[union-attr]
-        s.book = Book.from_json(stored, self.d.today())
+        s.book = Book.from_json(sessions.book, self.d.today())
+        s.book_read = (sessions.book, sessions.book_version)
         if s.book.consented:
             s.year["k"] = 1
             lang = s.book.profile.get("lang")  # type: ignore[union-attr]
@@ -83,7 +79,8 @@ class YearDesk(YearEdits):
             changed, replies = op(book)
             return (book.to_json(self.keep_days) if changed else None), (book, replies)
 
-        book, replies = await update_book(self.store, key.platform, key.user, change, self._expire_at)
+        book, replies = await update_book(self.store, key.platform, key.user, change, self._expire_at,
+                                          loaded=s.book_read)
         s.book = book
         if book.consented:
             s.year["k"] = 1
@@ -127,7 +124,7 @@ class YearDesk(YearEdits):
         ledger = self.from_ledger(s)
         if ledger is None:
             return {}
-        return {k: v for k, v in ledger.totals().case_args().items() if k in ("ytd_supplementary", "ytd_critical")}
+        return {k: v for k, v in ledger.case_args().items() if k in ("ytd_supplementary", "ytd_critical")}
 
     def prefill(self, s: Session) -> list[Reply]:
         """A start for a returning person: the profile's answers, and a greeting saying so."""

@@ -15,9 +15,9 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from conversations.store import SessionConflictError
+from conversations.store import SessionConflictError, SessionKey, SessionStore
 
-__all__ = ["BookFn", "YearStore", "update_book"]
+__all__ = ["BookFn", "PrefetchingStore", "YearStore", "update_book"]
 
 #: Gets the stored book (None if none) and returns ``(new_book or None to write nothing, result)``.
 #: Must be pure: it may run once per attempt.
@@ -32,6 +32,11 @@ class YearStore(Protocol):
         """The stored book (None if none or expired) and its version (0 if none)."""
         ...
 
+    async def load_turn(self, key: SessionKey) -> tuple[dict | None, int, dict | None, int]:
+        """The session of `key` and its version, and the person's book and its version, read together
+        (one round trip: a turn needs both)."""
+        ...
+
     async def save_book(self, platform: str, user: str, book: dict, version: int, expire_at: int) -> bool:
         """Store ``book`` if the stored version is still ``version``; it expires at ``expire_at`` (Unix
         seconds; one in the past deletes it). The book is registered as the person's data, so that
@@ -39,11 +44,34 @@ class YearStore(Protocol):
         ...
 
 
+class PrefetchingStore:
+    """The session store as `run_turn` sees it, reading the person's book with each session load, so
+    that a turn costs no extra round trip; `book` and `book_version` hold what the last load read."""
+
+    def __init__(self, sessions: SessionStore, years: YearStore) -> None:
+        self.sessions = sessions
+        self.years = years
+        self.book: dict | None = None
+        self.book_version = 0
+
+    async def load(self, key: SessionKey) -> tuple[dict | None, int]:
+        session, version, self.book, self.book_version = await self.years.load_turn(key)
+        return session, version
+
+    async def save(self, key: SessionKey, session: dict, version: int) -> bool:
+        return await self.sessions.save(key, session, version)
+
+    async def delete_user(self, platform: str, user: str) -> None:
+        await self.sessions.delete_user(platform, user)
+
+
 async def update_book(store: YearStore, platform: str, user: str, fn: BookFn,
-                      expire_at: Callable[[dict], int], retries: int = 8) -> Any:
-    """Load → ``fn`` → compare-and-set save, retried with a short random back-off on conflicts."""
+                      expire_at: Callable[[dict], int], retries: int = 8,
+                      loaded: tuple[dict | None, int] | None = None) -> Any:
+    """Load → ``fn`` → compare-and-set save, retried with a short random back-off on conflicts.
+    ``loaded`` is a book just read with its version: the first attempt starts from it."""
     for attempt in range(retries + 1):
-        stored, version = await store.load_book(platform, user)
+        stored, version = loaded if loaded is not None and attempt == 0 else await store.load_book(platform, user)
         new, result = fn(stored)
         if new is None or await store.save_book(platform, user, new, version, expire_at(new)):
             return result

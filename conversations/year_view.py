@@ -60,6 +60,8 @@ def _entry_text(n: int, entry: Entry, lang: str, supplementary: str) -> str:
     if paid.critical_paid:
         parts.append(t(lang, "year.part_critical", amount=money(paid.critical_paid)))
     parts.append(t(lang, "year.part_personal", amount=money(entry.personal)))
+    if not entry.exact:
+        parts.append(t(lang, "year.inexact"))
     return t(lang, "year.entry_visit", n=n, date=day, visit=t(lang, f"labels.visits.{entry.inputs.get('visit')}"),
              level=t(lang, f"labels.levels.{entry.inputs.get('level')}"), total=money(entry.total),
              parts=" · ".join(parts))

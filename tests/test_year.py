@@ -336,9 +336,49 @@ def test_undo_and_set_entries_in_the_pure_ledger():
            PROPS, given)
     assert [e.kind for e in ledger.entries] == ["set", "visit"]
     case = Case(region="propland", plan="employee", visit="inpatient", level="3", total=Decimal(60000),
-                member="in_service", date=day, **given.case_args())
-    result = estimate(case, PROPS)
+                member="in_service", date=day, **dict(given.case_args(), ytd_supplementary=None, ytd_critical=None))
+    result = estimate(case, PROPS)  # what the person typed, the rest derived by the engine
     assert ledger.totals() == year_from_estimate(result, given)
+    assert ledger.entries[-1].exact
     assert ledger.totals().fund_paid <= Decimal(200000) and ledger.totals().admissions == 3
     assert ZERO <= ledger.entries[-1].personal <= Decimal(60000)
     json.dumps(Book(None, {ledger.id: ledger}).to_json(400))  # stored as plain JSON
+
+
+def test_a_visit_after_typed_figures_past_the_cap_is_not_exact():
+    """Typed: the fund's cap is used up; what the supplementary fund paid so far is not known, so the
+    visit's supplementary share is a range and the entry says it is not exact."""
+    day = dt.date(2025, 9, 1)
+    ledger = Ledger("propland", "employee", dt.date(2025, 7, 1), dt.date(2026, 6, 30))
+    inputs = {"visit": "inpatient", "level": "3", "total": "60000.00", "member": "in_service"}
+    record(ledger, "x", inputs, day, PROPS, Totals(fund_paid=Decimal(200000), admissions=1))
+    assert not ledger.entries[-1].exact
+    assert ledger.entries[-1].paid.supplementary_paid == ZERO  # the point figure: the insurance pays least
+    assert ledger.totals().supplementary_paid == ZERO  # what it paid, not what the engine assumed of the past
+    record(ledger, "y", inputs, day, PROPS)  # from here on the ledger knows what the funds paid
+    assert ledger.entries[-1].exact
+
+
+async def test_the_profile_remembers_the_language_after_the_session_expired(redis, dialogue, years):
+    chat = Chat(dialogue, KEY)
+    await chat.command("language", "en")
+    await first_visit_en(chat)
+    await redis.delete(years.sessions.session_key(KEY))  # the conversation expired (SESSION_TTL)
+    await chat.command("start")
+    assert "Welcome back" in chat.text and "Propland · Employee insurance · In service" in chat.text
+    assert chat.turn.lang == "en"
+
+
+async def first_visit_en(chat: Chat) -> None:
+    await chat.command("start")
+    for action in ("propland", "employee", "in_service", "inpatient", "3"):
+        await chat.press(action)
+    await chat.say("60000")
+    while "~calc" not in chat.actions and "~skiprest" not in chat.actions:
+        await chat.press("~skip")
+    if "~skiprest" in chat.actions:
+        await chat.press("~skiprest")
+    await chat.press("~calc")
+    await chat.press("~y:rec")
+    await chat.press("~y:ok")
+    assert "Added to the insurance year" in chat.text
