@@ -16,9 +16,10 @@ from decimal import Decimal
 from functools import cache
 from itertools import combinations
 
+from rules.above_fund import supplementary_name
 from rules.case import CannotEstimate, Case, Estimate, Message
 from rules.context import Context, Missing
-from rules.layers import Outcome, compute, supplementary_name
+from rules.layers import Outcome, compute
 from rules.loader import load_policies
 from rules.policy import UNLIMITED, Plan, PolicySet, Region, Row, Visit
 

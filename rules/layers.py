@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from rules.above_fund import critical_illness, supplementary, supplementary_name
+from rules.bands import Piece, band_pieces
 from rules.case import FEN, ZERO, YearTotals
 from rules.context import ONE, SPENT, WHOLE, Context
-from rules.policy import UNLIMITED, Band
+from rules.policy import UNLIMITED
 
 
 def fen(value: Decimal) -> Decimal:
@@ -46,9 +48,9 @@ def compute(ctx: Context) -> Outcome:
     first = _current_year_account(ctx, compliant)
     deductible = _deductible(ctx, compliant - first)
     fund, over, room_before = _fund(ctx, compliant - first, deductible)
-    supplementary, ytd_supp = _supplementary(ctx, over, room_before)
-    critical, ytd_crit, burden = _critical_illness(ctx, compliant, fund, supplementary)
-    fund_s, supp_s, crit_s = _shown(case.total, [fund, supplementary, critical])
+    supplementary_paid, ytd_supp = supplementary(ctx, over, room_before)
+    critical, ytd_crit, burden = critical_illness(ctx, compliant, fund, supplementary_paid)
+    fund_s, supp_s, crit_s = _shown(case.total, [fund, supplementary_paid, critical])
     personal = case.total - fund_s - supp_s - crit_s
     if ctx.record:
         ctx.step("personal", personal, total=case.total, fund=fund_s, supplementary=supp_s,
@@ -67,12 +69,6 @@ def compute(ctx: Context) -> Outcome:
         admissions=case.admission if case.visit == "inpatient" else case.admission - 1,
     )
     return Outcome(compliant_s, deductible_s, fund_s, supp_s, crit_s, personal, year, ctx)
-
-
-def supplementary_name(ctx: Context) -> tuple[str, str]:
-    """The region's own name for the fund above the cap (附加基金, 大额互助), else a plain one."""
-    label = ctx.setting("supplementary_name")
-    return (label.zh, label.en) if label else ("补充基金", "supplementary fund")
 
 
 def _compliant(ctx: Context) -> Decimal:
@@ -129,17 +125,6 @@ def _deductible(ctx: Context, compliant: Decimal) -> Decimal:
     return due
 
 
-@dataclass(frozen=True, slots=True)
-class _Piece:
-    """A slice of the compliant cost above the deductible, paid at one ratio; `low`–`high` is the slice
-    actually paid (None for a flat ratio)."""
-
-    amount: Decimal
-    ratio: Decimal
-    low: Decimal | None = None
-    high: Decimal | None = None
-
-
 def _where_factor(ctx: Context) -> tuple[Decimal, tuple]:
     """1 at home; out of the area, the policy's factor for the kind of stay (the tier still applies)."""
     kind = ctx.case.where
@@ -152,7 +137,7 @@ def _where_factor(ctx: Context) -> tuple[Decimal, tuple]:
     return value, ctx.used("out_of_area_factor", entry)
 
 
-def _pieces(ctx: Context, compliant: Decimal, deductible: Decimal) -> tuple[list[_Piece], tuple]:
+def _pieces(ctx: Context, compliant: Decimal, deductible: Decimal) -> tuple[list[Piece], tuple]:
     entry = ctx.entry("ratio")
     factor, factor_used = _where_factor(ctx)
     used = ctx.used("ratio", entry) + factor_used
@@ -160,26 +145,13 @@ def _pieces(ctx: Context, compliant: Decimal, deductible: Decimal) -> tuple[list
         ctx.step("out_of_area_ratio", factor, used, where=ctx.case.where, level=ctx.case.level, factor=factor)
     if not isinstance(entry.value, tuple):
         ratio = ctx.at_level("ratio", entry.value)
-        return [_Piece(compliant - deductible, ratio * factor)], used
+        return [Piece(compliant - deductible, ratio * factor)], used
     offset = ZERO
     if ctx.setting("bands_over", "admission") == "year":
         offset = ctx.case.ytd_compliant
         if offset == 0:
             ctx.warn("ytd_compliant_assumed")
     return band_pieces(ctx, entry.value, offset + deductible, offset + compliant, factor), used
-
-
-def band_pieces(ctx: Context, bands: tuple[Band, ...], start: Decimal, end: Decimal,
-                factor: Decimal = ONE, name: str = "ratio") -> list[_Piece]:
-    """The parts of [start, end] inside each band, each with the band's ratio (times `factor`)."""
-    pieces = []
-    for i, band in enumerate(bands):
-        high = bands[i + 1].above if i + 1 < len(bands) else None
-        low = max(start, band.above)
-        top = end if high is None else min(end, high)
-        if top > low:
-            pieces.append(_Piece(top - low, ctx.at_level(name, band.ratio) * factor, low, top))
-    return pieces
 
 
 def _fund(ctx: Context, compliant: Decimal, deductible: Decimal) -> tuple[Decimal, Decimal, bool]:
@@ -211,7 +183,7 @@ def _fund(ctx: Context, compliant: Decimal, deductible: Decimal) -> tuple[Decima
     return fund, _above_cap(pieces, left) if raw > left else ZERO, left > 0
 
 
-def _above_cap(pieces: list[_Piece], left: Decimal) -> Decimal:
+def _above_cap(pieces: list[Piece], left: Decimal) -> Decimal:
     """The compliant cost left once the fund's running payment meets the cap, band by band."""
     over = ZERO
     for piece in pieces:
@@ -225,97 +197,6 @@ def _above_cap(pieces: list[_Piece], left: Decimal) -> Decimal:
         over += piece.amount - covered
         left = ZERO
     return over
-
-
-def _supplementary(ctx: Context, over: Decimal, room_before: bool) -> tuple[Decimal, Decimal]:
-    """What the fund above the cap pays, and what it had paid this year before this visit."""
-    given = ctx.case.ytd_supplementary
-    if over <= 0:
-        return ZERO, given or ZERO
-    name = supplementary_name(ctx)
-    ctx.step("over_cap", over)
-    entry = ctx.entry("supplementary_ratio")
-    paid = over * entry.value
-    ctx.step("supplementary", paid, ctx.used("supplementary_ratio", entry), name=name, over=over,
-             ratio=entry.value)
-    if paid <= 0:
-        return ZERO, given or ZERO
-    cap_entry = ctx.entry("supplementary_cap")
-    cap = cap_entry.value
-    if cap is UNLIMITED:
-        return paid, given or ZERO
-    if cap is SPENT:
-        ctx.step("supplementary_cap_unknown", ZERO, name=name)
-        return ZERO, given or ZERO
-    ytd = given
-    if ytd is None:  # nothing can have been paid above a cap that still had room before this visit
-        ytd = ZERO if room_before else ctx.extreme("ytd_supplementary")
-        ytd = cap if ytd is SPENT else ytd
-    left = max(ZERO, cap - ytd)
-    if paid > left:
-        paid = left
-        ctx.step("supplementary_capped", paid, ctx.used("supplementary_cap", cap_entry), name=name, cap=cap,
-                 ytd=ytd)
-    return paid, ytd
-
-
-def _critical_illness(ctx: Context, compliant: Decimal, fund: Decimal,
-                      supplementary: Decimal) -> tuple[Decimal, Decimal, Decimal]:
-    """What critical-illness insurance pays on the year's burden, what it had paid before, the burden."""
-    case = ctx.case
-    burden = max(ZERO, compliant - fund - supplementary)
-    ytd = case.ytd_burden
-    threshold = ctx.entry("critical_illness_threshold", required=False)
-    if threshold is None:
-        if not (ctx.has("critical_illness_bands") or ctx.has("critical_illness_cap")):
-            if burden > 0 and case.visit != "outpatient":
-                ctx.warn("critical_illness_absent")
-            return ZERO, case.ytd_critical or ZERO, burden
-        threshold = ctx.entry("critical_illness_threshold")  # the layer exists, its threshold is unknown
-    ctx.step("burden", burden, compliant=compliant, fund=fund, supplementary=supplementary, ytd=ytd)
-    start = threshold.value
-    if start is WHOLE or ytd + burden <= start:
-        return ZERO, case.ytd_critical or ZERO, burden  # below the threshold the bands do not matter
-    bands = ctx.entry("critical_illness_bands")
-    used = ctx.used("critical_illness_threshold", threshold) + ctx.used("critical_illness_bands", bands)
-    paid = ZERO
-    for piece in band_pieces(ctx, bands.value, max(ytd, start), ytd + burden, name="critical_illness_bands"):
-        pay = piece.amount * piece.ratio
-        paid += pay
-        ctx.step("critical_band", pay, used, low=piece.low, high=piece.high, threshold=start,
-                 part=piece.amount, ratio=piece.ratio)
-    if paid <= 0:
-        return ZERO, case.ytd_critical or ZERO, burden
-    cap_entry = ctx.entry("critical_illness_cap")
-    cap = cap_entry.value
-    if cap is UNLIMITED:
-        return paid, case.ytd_critical or ZERO, burden
-    if cap is SPENT:
-        ctx.step("critical_cap_unknown", ZERO)
-        return ZERO, case.ytd_critical or ZERO, burden
-    before = _critical_before(ctx, start, bands.value, cap, bool(threshold.source and bands.source))
-    left = max(ZERO, cap - before)
-    if paid > left:
-        paid = left
-        ctx.step("critical_capped", paid, ctx.used("critical_illness_cap", cap_entry), cap=cap, ytd=before)
-    return paid, before, burden
-
-
-def _critical_before(ctx: Context, threshold: Decimal, bands: tuple[Band, ...], cap: Decimal,
-                     known: bool) -> Decimal:
-    """What critical-illness insurance paid earlier this year: as given, else worked out from the
-    earlier burden when the threshold and bands are known, else unknown (nothing to everything left)."""
-    given = ctx.case.ytd_critical
-    if given is not None:
-        return given
-    earlier = ctx.case.ytd_burden
-    if earlier <= threshold:
-        return ZERO
-    if known:
-        pieces = band_pieces(ctx, bands, threshold, earlier, name="critical_illness_bands")
-        return min(cap, sum((p.amount * p.ratio for p in pieces), ZERO))
-    value = ctx.extreme("ytd_critical")
-    return cap if value is SPENT else value
 
 
 def _shown(total: Decimal, parts: list[Decimal]) -> list[Decimal]:
