@@ -191,7 +191,7 @@ class Context:
 
     def used(self, name: str, entry: Entry) -> tuple[Used, ...]:
         """Where a value came from, for a step; nothing for an unknown (it has no source)."""
-        if not entry.source:
+        if not entry.source or not self.record:
             return ()
         return (Used(name, entry.start, entry.source, entry.confidence, entry.quote, name in self.stale),)
 

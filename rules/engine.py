@@ -138,9 +138,8 @@ def _explore(point: Outcome, run) -> list[Outcome]:
     return list(done.values())
 
 
-def _result(point: Outcome, corners: list[Outcome]) -> Estimate:
-    ctx = point.ctx
-    unknown = list(dict.fromkeys(name for c in corners for name in c.ctx.unknown))
+def _ranges(corners: list[Outcome]) -> dict[str, tuple[Decimal, Decimal]]:
+    """The lowest and highest value of every figure that differs between the corners."""
     ranges: dict[str, tuple[Decimal, Decimal]] = {}
     for key in FIGURES:
         values = [getattr(c, key) for c in corners]
@@ -150,6 +149,13 @@ def _result(point: Outcome, corners: list[Outcome]) -> Estimate:
         values = [getattr(c.year_after, key) for c in corners]
         if min(values) != max(values):
             ranges[f"year_after.{key}"] = (min(values), max(values))
+    return ranges
+
+
+def _result(point: Outcome, corners: list[Outcome]) -> Estimate:
+    ctx = point.ctx
+    unknown = list(dict.fromkeys(name for c in corners for name in c.ctx.unknown))
+    ranges = _ranges(corners) if len(corners) > 1 else {}
     warnings = ctx.warnings + ctx.notices
     if unknown:
         low, high = ranges.get("personal", (point.personal, point.personal))
