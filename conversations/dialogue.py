@@ -23,7 +23,7 @@ from conversations import accounting, asking
 from conversations.parsing import normalise
 from conversations.policy_view import policy_view
 from conversations.questions import QUESTIONS, Context, Invalid, Question, answered, open_question
-from conversations.render import cannot_text, estimate_text
+from conversations.render import cannot_text, estimate_card
 from conversations.replies import Button, Incoming, Reply, Turn
 from conversations.store import SessionKey, SessionStore, run_turn
 from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, speaking_on, synonyms, t, words
@@ -336,6 +336,7 @@ class Dialogue:
             "~calc": lambda: self._calculate(s),
             "~change": lambda: self._summary_turn(s),
             "~account": lambda: self._want_account(s),
+            "~details": lambda: self._unfold(s),
             "~forget:yes": lambda: self._forget_answer(s, True),
             "~forget:no": lambda: self._forget_answer(s, False),
         }
@@ -525,22 +526,40 @@ class Dialogue:
         ctx = self._context(s)
         if open_question(ctx) is not None:
             return Turn(self._advance(s))
-        case = ctx.case(**self.year.case_extra(s))
-        result = estimate(case, self.policies)
         s.state, s.question = "done", None
         s.q += 1
         s.year.pop("e", None)
+        return self._result(s, ctx)
+
+    def _unfold(self, s: Session) -> Turn:
+        """The last estimate with its details, for the platform to put in place of the card."""
+        if s.state != "done":
+            return self._stale(s)
+        return self._result(s, self._context(s), unfolded=True)
+
+    def _result(self, s: Session, ctx: Context, unfolded: bool = False) -> Turn:
+        """The estimate as a card with its details folded behind a button; unfolded, the card and the
+        details in one text (kind "details": it replaces the card, with the same buttons)."""
+        case = ctx.case(**self.year.case_extra(s))
+        result = estimate(case, self.policies)
         if isinstance(result, CannotEstimate):
             return Turn([Reply(cannot_text(result, s.lang), buttons=self._result_buttons(s))])
         comparisons = self._comparisons(ctx, case.level, self.year.case_extra(s))
         supplementary = ctx.plan.settings.get("supplementary_name") if ctx.plan else None
         name = supplementary(s.lang) if supplementary else t(s.lang, "result.supplementary_default")
+        kept = s.year.get("e")
         year_line = self.year.on_estimate(s, name)
+        if unfolded:  # the same estimate shown again: it keeps the id it may be recorded under (or none)
+            s.year.pop("e", None)
+            s.year.update({"e": kept} if kept else {})
         context = self._context_line(ctx) + (f"\n{year_line}" if year_line else "")
-        text = estimate_text(result, context, comparisons, s.lang, name)
-        text = accounting.with_account(text, result, ctx)
-        return Turn([Reply(text, title=t(s.lang, "result.title"), buttons=self._result_buttons(s))],
-                    kind="estimate")
+        shown = estimate_card(result, context, comparisons, s.lang, name)
+        card = accounting.with_account(shown.card, result, ctx)
+        title, buttons = t(s.lang, "result.title"), self._result_buttons(s)
+        if unfolded:
+            return Turn([Reply(f"{card}\n\n{shown.details}", title, buttons)], kind="details")
+        unfold = self._button(s, "~details", "buttons.details")
+        return Turn([Reply(card, title, buttons, shown.details, unfold)], kind="estimate")
 
     def _comparisons(self, ctx: Context, level: str, extra: dict[str, Any]
                      ) -> list[tuple[str, tuple[Decimal, Decimal]]]:

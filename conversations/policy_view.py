@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from conversations.texts import raw, t
-from rules.citations import cite
+from rules.citations import cite, is_document
 from rules.messages import name, shown_value
 from rules.policy import Node, Plan, Region
 
@@ -24,7 +24,8 @@ def _mark(number: int) -> str:
 
 
 class _Notes:
-    """The footnotes: one per (document, confidence), numbered in the order first used."""
+    """The footnotes: one per document and confidence (web material: one per article), numbered in the
+    order first used."""
 
     def __init__(self) -> None:
         self.keys: list[tuple[str, str]] = []
@@ -45,15 +46,27 @@ def _condition(key: str, value: Any, plan: Plan, lang: str) -> str:
     return t(lang, f"policy.when.{key}", value=value)
 
 
-def _lines(node: Node, day: dt.date, lang: str, notes: _Notes, sources: dict, prefix: str = "") -> list[str]:
+def _since(yearly: bool, start: dt.date, day: dt.date, region: Region, lang: str) -> str:
+    """For a figure re-set every year: the date it is from, and whether this year's is still missing."""
+    if not yearly:
+        return ""
+    this_year = region.insurance_year(day)[0]
+    if region.insurance_year(start)[1] < this_year:
+        return t(lang, "policy.stale", date=start.isoformat(), year=this_year.year)
+    return t(lang, "policy.since", date=start.isoformat())
+
+
+def _lines(node: Node, day: dt.date, lang: str, notes: _Notes, region: Region, prefix: str = "") -> list[str]:
+    sources = region.sources
     lines = []
     for key, series in node.params.items():
         entry = series.at(day)
         if entry is None or entry.value is None:
             continue
         value = shown_value(entry.value, key)[1 if lang == "en" else 0]
-        mark = notes.mark(entry.source, entry.confidence) if entry.source in sources else ""
-        since = t(lang, "policy.since", date=entry.start.isoformat()) if series.yearly else ""
+        document = sources.get(entry.source)
+        mark = notes.mark(entry.source, entry.confidence if is_document(document) else "") if document else ""
+        since = _since(series.yearly, entry.start, day, region, lang)
         lines.append(f"· {prefix}{name(key, lang)}：{value}{since}{mark}" if lang == "zh"
                      else f"· {prefix}{name(key, lang)}: {value}{since}{mark}")
     return lines
@@ -68,19 +81,19 @@ def policy_view(region: Region, day: dt.date, lang: str) -> str:
     colon = "：" if lang == "zh" else ": "
     for plan in region.plans.values():
         out += ["", f"【{plan.name(lang)}】"]
-        out += _lines(plan, day, lang, notes, region.sources)
+        out += _lines(plan, day, lang, notes, region)
         for visit in plan.visits.values():
             out.append(t(lang, f"labels.visits.{visit.id}"))
-            out += _lines(visit, day, lang, notes, region.sources)
+            out += _lines(visit, day, lang, notes, region)
             for row in visit.rows:
                 sep = " · "
                 who = sep.join(_condition(k, v, plan, lang) for k, v in row.when.items())
-                out += _lines(row, day, lang, notes, region.sources, prefix=f"{who}{colon}" if who else "")
+                out += _lines(row, day, lang, notes, region, prefix=f"{who}{colon}" if who else "")
     if notes.keys:
         out += ["", t(lang, "policy.sources")]
         for i, (source, confidence) in enumerate(notes.keys, 1):
-            level = raw(lang, f"confidence.{confidence}")
-            out.append(f"{_mark(i)} {cite(region.sources[source], lang)}（{level}）" if lang == "zh"
-                       else f"{_mark(i)} {cite(region.sources[source], lang)} ({level})")
+            document = region.sources[source]
+            level = t(lang, "result.source_level", level=raw(lang, f"confidence.{confidence}")) if confidence else ""
+            out.append(f"{_mark(i)} {cite(document, lang)}{level}")  # web material says "not verified" itself
     out += ["", t(lang, "policy.disclaimer")]
     return "\n".join(out)

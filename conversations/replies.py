@@ -30,11 +30,24 @@ class Button:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One message: plain text (no markup), an optional title, and rows of buttons."""
+    """One message: plain text (no markup), an optional title, and rows of buttons.
+
+    `details` is what unfolds on request below the text (an estimate's steps, comparisons and
+    sources): each platform shows it its own way — Telegram behind the `unfold` button (the message
+    is edited in place), the web chat in a <details> element, the terminal printed below. `unfold` is
+    that button, for platforms that fold with a button; the others ignore it.
+    """
 
     text: str
     title: str | None = None
     buttons: tuple[tuple[Button, ...], ...] = ()
+    details: str = ""
+    unfold: Button | None = None
+
+    @property
+    def full_text(self) -> str:
+        """The text with its details below: for platforms that show everything at once."""
+        return f"{self.text.rstrip()}\n\n{self.details}" if self.details else self.text
 
     @property
     def choices(self) -> list[Button]:
@@ -49,7 +62,8 @@ class Turn:
     replies: list[Reply] = field(default_factory=list)
     answered: str | None = None
     forgot: bool = False
-    kind: str = "turn"  # "estimate" when an estimate was produced (counted in metrics)
+    kind: str = "turn"  # "estimate" when an estimate was produced (counted in metrics); "details": the
+    # same estimate unfolded, to replace the message whose `unfold` button was pressed
     effects: list[tuple[str, str]] = field(default_factory=list)  # run by the runtime once saved
     lang: str = "zh"  # the session's language after the turn
     remembered: bool = False  # the person keeps a year (profile, ledger): a channel may keep its id longer

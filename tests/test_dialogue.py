@@ -78,7 +78,7 @@ class Chat:
     @property
     def text(self) -> str:
         assert self.turn is not None
-        return "\n".join((f"{r.title}\n" if r.title else "") + r.text for r in self.turn.replies)
+        return "\n".join((f"{r.title}\n" if r.title else "") + r.full_text for r in self.turn.replies)  # unfolded
 
     @property
     def last_text(self) -> str:

@@ -69,7 +69,7 @@ def test_every_estimate_cites_documents_only(lang):
     count = 0
     for where, reply in estimates(lang):
         count += 1
-        for part in (reply.title or "", reply.text):
+        for part in (reply.title or "", reply.text, reply.details):
             assert not leaks(part), f"{where}: {leaks(part)}\n{part}"
     assert count >= 60  # every region, plan, visit type, level and person category
 

@@ -224,7 +224,7 @@ async def full_estimate_by_buttons(chat: Chat) -> str:
     await chat.press("跳过")
     [summary] = await chat.press("跳过")
     assert t("zh", "summary.title") in summary and "30,000.00" in summary
-    [result] = await chat.press("✅ 开始计算")
+    [result] = await chat.press(t("zh", "buttons.calculate"))
     return result
 
 
@@ -299,6 +299,33 @@ async def test_full_estimate_by_buttons(fake: ft.FakeTelegram, bot: Served) -> N
         assert all(d.secret_token == SECRET for d in fake.webhook_deliveries)
     else:
         assert not fake.webhook_deliveries
+
+
+async def test_the_result_card_unfolds_in_place(fake: ft.FakeTelegram, bot: Served) -> None:
+    """The estimate comes as a card (the figures, what it is for, what they rest on); "计算过程" edits
+    that same message to show the steps, the other levels and the documents, keeping its buttons."""
+    chat = Chat(fake, 5009)
+    card = await full_estimate_by_buttons(chat)
+    message = chat.last()
+    keyboard = [[b["text"] for b in row] for row in message["reply_markup"]["inline_keyboard"]]
+    assert keyboard[0] == [t("zh", "buttons.details")] and t("zh", "buttons.new") in keyboard[1]
+    assert "依据：" in card and "\n1. " not in card and "来源" not in card
+    assert len(card.splitlines()) <= 14  # one phone screen, title included
+    mark = fake.mark()
+    status = await fake.click(chat.id, chat.id, t("zh", "buttons.details"))
+    assert status in (None, 200)
+    [edit] = await fake.wait_for(lambda c: c.method == "editMessageText" and c.ok, 1, chat_id=chat.id, since=mark)
+    await asyncio.sleep(0.2)  # and nothing is sent besides
+    assert not [c for c in fake.calls[mark:] if c.method == "sendMessage"]
+    assert edit.params["message_id"] == message["message_id"]
+    unfolded = ft.render_text(edit.params["text"], "HTML")
+    assert unfolded.startswith(card.rstrip()) and "\n1. " in unfolded and "来源" in unfolded
+    assert "上海市医疗保障局关于2024医保年度基本医疗保险有关事项的通知 · 上海市医疗保障局" in unfolded
+    shown = fake.message(chat.id, message["message_id"])
+    keyboard = [[b["text"] for b in row] for row in shown["reply_markup"]["inline_keyboard"]]
+    assert t("zh", "buttons.details") not in keyboard[0] and t("zh", "buttons.new") in keyboard[0]
+    # The next step still works from the unfolded message.
+    assert (await chat.press(t("zh", "buttons.new")))[0].startswith(WELCOME)
 
 
 async def test_full_estimate_by_typed_text(fake: ft.FakeTelegram, bot: Served) -> None:
@@ -508,7 +535,7 @@ async def test_a_failed_send_ends_in_an_apology_and_the_chat_goes_on(
         assert (await chat.say("30000")) == [t("zh", "prompts.self_pay")]
         await chat.press("跳过")
         await chat.press("跳过")
-        [result] = await chat.press("✅ 开始计算")
+        [result] = await chat.press(t("zh", "buttons.calculate"))
         assert_shanghai_result(result)
         _, metrics = await get(f"{served.url}/metrics")
         assert metric(metrics, "yibao_errors_total") == 1

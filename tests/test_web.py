@@ -101,6 +101,7 @@ async def test_full_estimate_through_the_api(client, redis):
     assert "You pay: 3,504.00 yuan" in result["text"]
     assert "Insurance pays: 26,496.00 yuan" in result["text"]
     assert "█" in result["text"]  # the share bar the page draws
+    assert "How it was worked out" in result["details"] and result["details_label"] == "How it's computed"
     metrics = client.metrics.render()
     assert "yibao_estimates_total 1" in metrics
     assert "yibao_updates_total 10" in metrics

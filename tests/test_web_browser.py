@@ -270,10 +270,23 @@ def test_estimate_in_the_browser(browser, web_url):
     text = chat.text_of(result)
     assert "You pay: 3,504.00 yuan" in text
     assert "Insurance pays: 26,496.00 yuan" in text
-    assert "How it was worked out" in text and "\n1. " in text
+    assert "Based on: " in text and "How it was worked out" not in text
     cells = result.find_elements(By.CSS_SELECTOR, ".share i")
     assert len(cells) == 10 and len(result.find_elements(By.CSS_SELECTOR, ".share i.on")) == 9
     assert chat.choice("New estimate").is_displayed()
+    # The card fits a phone screen; the details unfold on request, in place.
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", result)
+    card = chat.screenshot("web-chat-card-en.png")
+    bubble = result.find_element(By.CSS_SELECTOR, ".bubble")
+    assert bubble.size["height"] <= PHONE[1] - 160, bubble.size  # below the header, above the composer
+    more = result.find_element(By.CSS_SELECTOR, "details.more")
+    summary_line = more.find_element(By.TAG_NAME, "summary")
+    assert summary_line.text == "How it's computed" and more.get_attribute("open") is None
+    steps = more.find_element(By.CSS_SELECTOR, ".text").get_attribute("textContent")
+    assert "How it was worked out" in steps and "\n1. " in steps and "Sources" in steps
+    summary_line.click()
+    assert more.get_attribute("open") is not None and "1. " in more.text
+    assert card.stat().st_size > 10_000
 
     # Every control has a name a screen reader can say.
     for control in browser.find_elements(By.CSS_SELECTOR, "button, input, summary"):
@@ -376,6 +389,14 @@ def test_accessibility_in_every_state(browser, web_url):
     _check_accessibility(chat, "confirmation", problems)
     chat.click("开始计算")
     _check_accessibility(chat, "estimate", problems)
+    result = chat.bot_messages()[-1]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", result)
+    chat.screenshot("web-chat-card-zh.png")
+    chat.scheme(True)
+    chat.screenshot("web-chat-card-zh-dark.png")
+    chat.scheme(False)
+    result.find_element(By.CSS_SELECTOR, "details.more > summary").click()
+    _check_accessibility(chat, "estimate, details open", problems)
 
     summary = browser.find_element(By.CSS_SELECTOR, "#menu summary")
     summary.click()

@@ -141,10 +141,11 @@ async def test_a_whole_estimate(wx):
     card = answer.content
     assert "【估算结果】" in card
     assert "个人支付：3,504.00 元" in card and "医保支付：26,496.00 元" in card
-    assert "政策生效" in card and "来源" in card  # date and sources stay on the card
+    assert "依据：" in card and "政策 2024-07-01 起" in card  # what the figures rest on stays on the card
     assert "1. 合规费用" not in card and "回复「详情」查看计算过程" in card
     details = await wx.fake.text(PERSON, "详情")
-    assert details.content.startswith("计算过程") and "对比其他医院等级" in details.content
+    assert details.content.startswith("医保支付构成") and "对比其他医院等级" in details.content
+    assert "计算过程" in details.content and "来源" in details.content
     assert "回复 1 新的估算 · 2 修改一项" in details.content
     assert (await wx.fake.text(PERSON, "详情")).content == details.content  # one page: shown again
     again = await wx.fake.text(PERSON, "1")

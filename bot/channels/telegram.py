@@ -121,10 +121,10 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
 
 
 def _keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
-    if not reply.buttons:
+    rows = ([(reply.unfold,)] if reply.unfold else []) + list(reply.buttons)  # details first: read before acting
+    if not rows:
         return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.id) for b in row]
-                                 for row in reply.buttons])
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.id) for b in row] for row in rows])
 
 
 def html_chunks(reply: Reply, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
@@ -161,7 +161,8 @@ def merge_replies(replies: list[Reply]) -> list[Reply]:
     for reply in replies:
         last = merged[-1] if merged else None
         if last and not last.buttons and not reply.title and len(last.text) + len(reply.text) < MERGE_LIMIT:
-            merged[-1] = Reply(f"{last.text.rstrip()}\n\n{reply.text}", last.title, reply.buttons)
+            merged[-1] = Reply(f"{last.text.rstrip()}\n\n{reply.text}", last.title, reply.buttons, reply.details,
+                               reply.unfold)
         else:
             merged.append(reply)
     return merged
@@ -232,7 +233,11 @@ class TelegramBridge:
 
     async def deliver(self, update: Update, turn: Turn) -> None:
         query = update.callback_query
-        if query is not None:
+        if query is not None and turn.kind == "details" and turn.replies:
+            await self.answer_press(query)
+            if await self._edit_in_place(query, turn.replies[0]):
+                return
+        elif query is not None:
             await self._settle_button(query, turn)
         chat_id = update.effective_chat.id
         quote = reply_target(update)  # in a group: the first message quotes the one it answers
@@ -240,8 +245,9 @@ class TelegramBridge:
             await self.send(chat_id, reply, quote)
             quote = None
 
-    async def send(self, chat_id: int, reply: Reply, quote: ReplyParameters | None = None) -> None:
-        chunks = html_chunks(reply)
+    async def send(self, chat_id: int, reply: Reply, quote: ReplyParameters | None = None,
+                   chunks: list[str] | None = None) -> None:
+        chunks = chunks or html_chunks(reply)
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
             await self.bot.send_message(chat_id, chunk, parse_mode=ParseMode.HTML,
@@ -274,6 +280,21 @@ class TelegramBridge:
                 await query.edit_message_reply_markup(None)
         except TelegramError as bad:  # "message is not modified", a message too old to edit, a 502
             log.debug("could not edit the answered message: %s", bad.message)
+
+    async def _edit_in_place(self, query, reply: Reply) -> bool:
+        """The estimate unfolded into the message whose details button was pressed (what does not fit
+        follows as new messages); False when Telegram refuses the edit, so the reply is sent instead."""
+        chunks = html_chunks(reply)
+        try:
+            await query.edit_message_text(chunks[0], parse_mode=ParseMode.HTML,
+                                          reply_markup=_keyboard(reply) if len(chunks) == 1 else None,
+                                          link_preview_options=LinkPreviewOptions(is_disabled=True))
+        except TelegramError as bad:  # a message too old to edit, "message is not modified", a 502
+            log.debug("could not unfold the estimate in place: %s", bad.message)
+            return False
+        if len(chunks) > 1:
+            await self.send(query.message.chat_id, reply, chunks=chunks[1:])  # the keyboard goes with the last
+        return True
 
     async def _throttled(self, update: Update, verdict: Verdict) -> None:
         self.metrics.inc("yibao_throttled_total")

@@ -23,7 +23,7 @@ def show(reply: Reply, out: TextIO) -> dict[str, Button]:
     """Print a reply; options are numbered (as the dialogue counts them), other buttons lettered."""
     if reply.title:
         out.write(f"\n== {reply.title} ==\n")
-    out.write(reply.text.rstrip() + "\n")
+    out.write(reply.full_text.rstrip() + "\n")  # a terminal scrolls: an estimate's details printed below
     keys: dict[str, Button] = {}
     numbers, letters = iter(range(1, 100)), iter(string.ascii_lowercase)
     for row in reply.buttons:

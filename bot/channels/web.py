@@ -9,7 +9,8 @@ dialogue state in Redis under platform ``web`` with chat = user = the session id
 platform. The API speaks JSON both ways::
 
     POST /api/chat  {"text": "30000"} | {"choice": "7|shanghai"} | {"command": "language", "argument": "en"}
-    → 200 {"replies": [{"title": str|null, "text": str, "buttons": [[{"id", "label"}]]}],
+    → 200 {"replies": [{"title": str|null, "text": str, "buttons": [[{"id", "label"}]],
+                         "details": str, "details_label": str (an estimate's steps and sources: folded)}],
            "lang": "zh"|"en", "answered": str|null, "forgot": bool, "kind": "turn"|"estimate"}
 
 `{"command": "resume"}` (sent by the page on load) shows the question the conversation is at without
@@ -192,12 +193,20 @@ def _plain(text: str) -> str:
     return _EMOJI.sub("", text).strip() if _EMOJI.search(text) else text
 
 
+def _lines(text: str) -> str:
+    return "\n".join(_plain(line) for line in text.split("\n"))
+
+
 def _reply_json(reply: Reply) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "title": reply.title and _plain(reply.title),
-        "text": "\n".join(_plain(line) for line in reply.text.split("\n")),
+        "text": _lines(reply.text),
         "buttons": [[{"id": b.id, "label": _plain(b.label)} for b in row] for row in reply.buttons],
     }
+    if reply.details:  # the page folds it into a <details> element, labelled like the unfold button
+        data["details"] = _lines(reply.details)
+        data["details_label"] = _plain(reply.unfold.label) if reply.unfold else ""
+    return data
 
 
 def _preferred_language(request: web.Request) -> str:

@@ -254,18 +254,6 @@ def paginate(text: str, budget: int) -> list[str]:
     return [p.strip("\n") for p in pages if p.strip()] or [""]
 
 
-def _estimate_parts(text: str, lang: str) -> tuple[str, str]:
-    """An estimate as a card (figures, warnings, policy date and sources) and details (steps,
-    comparisons): paragraphs from the steps heading on wait behind 详情, the last one (policy, sources)
-    stays on the card."""
-    paragraphs = text.split("\n\n")
-    steps = t(lang, "result.steps")
-    at = next((i for i, p in enumerate(paragraphs) if p.startswith(steps)), None)
-    if at is None or at == len(paragraphs) - 1:
-        return text, ""
-    return "\n\n".join(paragraphs[:at] + paragraphs[-1:]), "\n\n".join(paragraphs[at:-1])
-
-
 def render(turn: Turn) -> Shown:
     lang = turn.lang if turn.lang in TEXTS else "zh"
     texts = TEXTS[lang]
@@ -274,8 +262,8 @@ def render(turn: Turn) -> Shown:
     parts, details = [f"→ {turn.answered}"] if turn.answered else [], ""
     for reply in turn.replies:
         body = _reworded(reply.text, lang)
-        if turn.kind == "estimate" and reply.title:
-            body, details = _estimate_parts(body, turn.lang)
+        if reply.details:  # an estimate's steps, comparisons and sources wait behind 详情
+            details = _reworded(reply.details, lang)
         parts.append(f"【{reply.title}】\n{body}" if reply.title else body)
     text = "\n\n".join(p.strip() for p in parts if p.strip())
     footer = "\n\n".join(x for x in (texts["details"] if details else "", line) if x)

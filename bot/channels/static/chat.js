@@ -19,6 +19,7 @@
       choices: "可选的回答",
       bot: "医保助手：",
       me: "你：",
+      details: "计算过程",
       start: "重新估算", back: "上一步", help: "帮助", regions: "支持的地区", year: "我的年度", forget: "删除我的数据",
       offline: "连接不上服务器，请检查网络后再发一次。",
       failed: "出错了，请再发一次。",
@@ -37,6 +38,7 @@
       choices: "Possible answers",
       bot: "yibao-bot:",
       me: "You:",
+      details: "How it's computed",
       start: "New estimate", back: "Back one step", help: "Help", regions: "Regions", year: "My year", forget: "Delete my data",
       offline: "Can't reach the server. Check the connection and send that again.",
       failed: "Something went wrong. Please send that again.",
@@ -135,6 +137,12 @@
     bubble.append(el("span", "sr-only", UI[lang][who] + " "));
     if (reply.title) bubble.append(el("strong", "title", reply.title));
     bubble.append(renderText(reply.text || ""));
+    if (reply.details) {  // an estimate's steps, comparisons and sources: folded until asked for
+      const more = el("details", "more");
+      more.append(el("summary", "", reply.details_label || UI[lang].details));
+      more.append(renderText(reply.details));
+      bubble.append(more);
+    }
     const time = el("time", "", now());
     time.setAttribute("aria-hidden", "true");
     bubble.append(time);
