@@ -261,7 +261,7 @@ def test_estimate_in_the_browser(browser, web_url):
     chat.click("No other care this year: skip all")
     assert "Please check your answers" in chat.bot_messages()[-1].get_attribute("textContent")
     # Focus is on the primary action, and the page shows no pictograph that needs an emoji font.
-    assert chat.focused().text == "Calculate"
+    chat.wait.until(lambda d: chat.focused().text == "Calculate")
     chat.click("Calculate")
 
     # The estimate: bold title, the two figures, a drawn share bar, the steps.
@@ -385,7 +385,7 @@ def test_accessibility_in_every_state(browser, web_url):
     _check_accessibility(chat, "amount question", problems)
     chat.click("跳过")
     chat.click("今年没有其他就医，全部跳过")
-    assert chat.focused().text == "开始计算"  # the primary action, not 改地区
+    chat.wait.until(lambda d: chat.focused().text == "开始计算")  # the primary action, not 改地区
     _check_accessibility(chat, "confirmation", problems)
     chat.click("开始计算")
     _check_accessibility(chat, "estimate", problems)
