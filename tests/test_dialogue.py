@@ -357,7 +357,8 @@ async def test_a_range_when_the_policy_leaves_a_part_unknown(chat):
     await chat.press("~calc")
     text = chat.text
     assert "个人约付 11,000–20,288 元" in text
-    assert "医保约付：29,712–39,000 元（统筹基金 29,712.00，大病保险 0–9,288）" in text
+    assert "医保约付：29,712–39,000 元\n" in chat.turn.replies[-1].text  # on the card; its make-up below
+    assert "医保支付构成：统筹基金 29,712.00，大病保险 0–9,288" in chat.turn.replies[-1].details
     assert "大病保险分段比例、大病保险年度限额未收录" in text
 
 
