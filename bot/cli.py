@@ -239,7 +239,7 @@ def _estimate_parser(sub) -> None:
 
 
 def _rules_parser(sub) -> None:
-    rules = sub.add_parser("rules", help="check, show and compare policy files")
+    rules = sub.add_parser("rules", help="check, show, compare, list, audit and import policy files")
     rsub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
     check = rsub.add_parser("check", help="validate every policy file; exit 1 on any problem")
     _add_policy_dir(check)
@@ -258,6 +258,9 @@ def _rules_parser(sub) -> None:
     diff_format.add_argument("--json", action="store_true", help="a JSON list of changes (values as text)")
     diff_format.add_argument("--notices", action="store_true", help="the drafted notice of each region")
     diff.set_defaults(func=cmd_rules_diff)
+    from bot.cli_rules import add_commands
+
+    add_commands(rsub, _add_policy_dir)
 
 
 def _runtime_parsers(sub) -> None:

@@ -14,13 +14,13 @@ from typing import Literal
 Plan = Literal["employee", "resident"]
 Member = Literal["in_service", "retired"]
 Visit = Literal["outpatient", "inpatient", "special_outpatient"]
-Level = Literal["community", "1", "2", "3"]
+Level = Literal["community", "1", "2", "3", "3a"]
 Where = Literal["local", "filed", "referral", "emergency", "unfiled"]
 
 PLANS: tuple[str, ...] = ("employee", "resident")
 MEMBERS: tuple[str, ...] = ("in_service", "retired")
 VISITS: tuple[str, ...] = ("outpatient", "inpatient", "special_outpatient")
-LEVELS: tuple[str, ...] = ("community", "1", "2", "3")
+LEVELS: tuple[str, ...] = ("community", "1", "2", "3", "3a")  # 3a: 三级甲等 where it differs from 3
 # Where the care happens: at home, or out of the insured area as a filed long-term stay (异地长期居住/工作备案),
 # a referral (转诊), an emergency (急诊抢救) or a temporary stay not filed (临时外出未备案).
 WHERE: tuple[str, ...] = ("local", "filed", "referral", "emergency", "unfiled")

@@ -84,7 +84,7 @@ TEXTS: dict[str, dict[str, str]] = {
 LABELS: dict[str, dict[str, str]] = {
     "zh": {
         "outpatient": "门诊", "inpatient": "住院", "special_outpatient": "门诊特殊病",
-        "community": "社区/基层", "1": "一级", "2": "二级", "3": "三级", "out_of_area": "异地",
+        "community": "社区/基层", "1": "一级", "2": "二级", "3": "三级", "3a": "三甲", "out_of_area": "异地",
         "in_service": "在职", "retired": "退休",
         "numerals": "一二三四五六七八九", "grade": "{value}档",
         "age_min": "{value}岁及以上", "age_max": "{value}岁及以下",
@@ -92,7 +92,8 @@ LABELS: dict[str, dict[str, str]] = {
     },
     "en": {
         "outpatient": "outpatient", "inpatient": "inpatient", "special_outpatient": "special outpatient",
-        "community": "community", "1": "level 1", "2": "level 2", "3": "level 3", "out_of_area": "out of area",
+        "community": "community", "1": "level 1", "2": "level 2", "3": "level 3", "3a": "level 3A",
+        "out_of_area": "out of area",
         "in_service": "in service", "retired": "retired",
         "grade": "grade {value}", "age_min": "age {value}+", "age_max": "age ≤ {value}",
         "retired_from": "retired {value} or later", "retired_until": "retired by {value}",

@@ -23,6 +23,7 @@ from rules.case import LEVELS, MEMBERS, OUT_OF_AREA_KINDS, PLANS, VISITS, Source
 from rules.policy import (
     UNLIMITED,
     Band,
+    Disputed,
     Entry,
     Node,
     Plan,
@@ -35,7 +36,7 @@ from rules.policy import (
 
 DEFAULT_DIR = Path(__file__).parent / "policies"
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same nodes and marks, faster
-CONFIDENCE = ("confirmed", "secondary", "seed-only")
+CONFIDENCE = ("confirmed", "secondary", "third-party", "seed-only")  # strongest first
 ID_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
@@ -332,7 +333,7 @@ SETTINGS: dict[str, Callable[[yaml.Node], Any]] = {
     "current_year_account_first": _flag,
 }
 
-ENTRY_KEYS = {"value", "source", "confidence", "quote"}
+ENTRY_KEYS = {"value", "source", "confidence", "quote", "disputed"}
 SERIES_KEYS = {"values", "source", "confidence", "quote", "yearly"}
 
 
@@ -360,18 +361,34 @@ def _read_series(reader: _Reader, name: str, node: yaml.Node, path: str, levels:
     return Series(name, tuple(entries), bool(yearly))
 
 
+def _read_disputed(reader: _Reader, name: str, node: yaml.Node, path: str, levels: tuple[str, ...]) -> Disputed:
+    """`disputed: {other: VALUE or null, check: ID, reason: {zh, en}}`: a value a check found in doubt."""
+    fields = reader.mapping(node, path, {"other", "check", "reason"}, ("other", "check", "reason"))
+    if not {"other", "check", "reason"} <= fields.keys():
+        raise _Invalid(node, "a dispute needs 'other', 'check' and 'reason'")
+    other_node = fields["other"][1]
+    other = None if _is_null(other_node) else PARAMETERS[name](reader, other_node, f"{path}.other", levels)
+    reason = _read_text(reader, fields["reason"][1], f"{path}.reason")
+    if reason is None:
+        raise _Invalid(fields["reason"][1], "a dispute needs a reason in zh and en")
+    return Disputed(other, _ident(fields["check"][1]), reason)
+
+
 def _read_entry(reader: _Reader, name: str, node: yaml.Node, path: str, levels: tuple[str, ...],
                 defaults: dict[str, Any], start: dt.date | None) -> Entry:
     long_form = isinstance(node, yaml.MappingNode) and any(
         isinstance(k, yaml.ScalarNode) and k.value == "value" for k, _ in node.value)
     meta = dict(defaults)
     value_node = node
+    disputed = None
     if long_form:
         fields = reader.mapping(node, path, ENTRY_KEYS, ("value",))
         value_node = fields["value"][1]
         for key in ("source", "confidence", "quote"):
             if key in fields:
                 meta[key] = _string(fields[key][1])
+        if "disputed" in fields:
+            disputed = _read_disputed(reader, name, fields["disputed"][1], f"{path}.disputed", levels)
     if meta.get("confidence") is None or meta.get("source") is None:
         missing = "source" if meta.get("source") is None else "confidence"
         raise _Invalid(node, f"no {missing}: give it here or once for the parameter")
@@ -379,7 +396,7 @@ def _read_entry(reader: _Reader, name: str, node: yaml.Node, path: str, levels: 
         raise _Invalid(node, f"confidence '{meta['confidence']}' is not one of: {', '.join(CONFIDENCE)}")
     reader.source_refs.append((node, path, meta["source"]))
     value = None if _is_null(value_node) else PARAMETERS[name](reader, value_node, path, levels)
-    return Entry(start or dt.date.min, value, meta["source"], meta["confidence"], meta.get("quote"))
+    return Entry(start or dt.date.min, value, meta["source"], meta["confidence"], meta.get("quote"), disputed)
 
 
 def _read_text(reader: _Reader, node: yaml.Node, path: str) -> Text | None:
@@ -476,7 +493,8 @@ def _read_plan(reader: _Reader, plan_id: str, node: yaml.Node, path: str) -> Pla
     return Plan(base.params, base.settings, plan_id, name or Text(plan_id, plan_id), members, grades, visits)
 
 
-REGION_KEYS = {"region", "name", "aliases", "insurance_year_start", "sources", "notes", "plans"}
+REGION_KEYS = {"region", "name", "aliases", "insurance_year_start", "sources", "notes", "plans", "code", "province",
+               "imported", "audit"}
 
 
 def _read_sources(reader: _Reader, node: yaml.Node) -> dict[str, Source]:
@@ -502,6 +520,7 @@ SOURCE_KEYS: dict[str, Callable[[_Reader, yaml.Node, str], Any]] = {
     "doc_no": lambda r, n, p: _string(n), "issuer": _issuers, "published": lambda r, n, p: _date(n),
     "effective": lambda r, n, p: _date(n), "quote": lambda r, n, p: _string(n),
 }
+CODE_RE = re.compile(r"^[1-9][0-9]{5}$")
 
 
 def _read_region(reader: _Reader, root: yaml.Node, stem: str) -> Region | None:
@@ -538,27 +557,57 @@ def _read_region(reader: _Reader, root: yaml.Node, stem: str) -> Region | None:
             reader.fail(node, path, f"source '{source}' is not listed under 'sources'")
     if not region_id or not name:
         return None
-    return Region(region_id, name, tuple(aliases), year_start, sources, tuple(notes), plans, reader.file)
+    code = reader.guard(fields["code"][1], "code", lambda: _code(fields["code"][1])) if "code" in fields else None
+    province = _read_text(reader, fields["province"][1], "province") if "province" in fields else None
+    imported = reader.guard(fields["imported"][1], "imported", lambda: _imported(reader, fields["imported"][1])) \
+        if "imported" in fields else None
+    return Region(region_id, name, tuple(aliases), year_start, sources, tuple(notes), plans, reader.file,
+                  code, province, imported)
 
 
-def load_file(path: Path, alias_lines: dict[str, tuple[int, str]] | None = None
+def _code(node: yaml.Node) -> str:
+    text = _scalar(node, "a 6-digit code")
+    if not CODE_RE.match(text):
+        raise _Invalid(node, f"'{text}' is not a 6-digit administrative code")
+    return text
+
+
+def _imported(reader: _Reader, node: yaml.Node) -> str:
+    """`imported: {dataset: NAME, commit: HASH}` marks a generated file (hand files win over it)."""
+    fields = reader.mapping(node, "imported", {"dataset", "commit", "file"}, ("dataset", "commit"))
+    if "dataset" not in fields or "commit" not in fields:
+        raise _Invalid(node, "needs 'dataset' and 'commit'")
+    return f"{_string(fields['dataset'][1])}@{_string(fields['commit'][1])}"
+
+
+def load_file(path: Path, alias_lines: dict[str, tuple[int, str]] | None = None, shown: str | None = None
               ) -> tuple[Region | None, list[PolicyError]]:
-    """One policy file: the region, or the problems found in it (`alias_lines` gets where aliases are)."""
-    reader = _Reader(path.name)
+    """One policy file: the region, or the problems found in it (`alias_lines` gets where aliases are).
+
+    `shown` is the name used in messages (the path inside the policy folder); the file name by default."""
+    return parse_text(path.read_bytes() if path.exists() else None, path.stem, shown or path.name, alias_lines)
+
+
+def parse_text(data: bytes | None, stem: str, shown: str, alias_lines: dict[str, tuple[int, str]] | None = None
+               ) -> tuple[Region | None, list[PolicyError]]:
+    """A policy file's bytes (None: unreadable) checked and converted: the region or its problems."""
+    reader = _Reader(shown)
     if alias_lines is not None:
         reader.alias_lines = alias_lines
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=LOADER)
+        if data is None:
+            raise OSError("no such file")
+        root = yaml.compose(data.decode("utf-8"), Loader=LOADER)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = mark.line + 1 if mark else 1
         problem = getattr(err, "problem", None) or str(err)
-        return None, [PolicyError(path.name, line, "", f"not valid YAML: {problem}")]
+        return None, [PolicyError(shown, line, "", f"not valid YAML: {problem}")]
     except (OSError, UnicodeDecodeError) as err:
-        return None, [PolicyError(path.name, 1, "", f"cannot read: {err}")]
+        return None, [PolicyError(shown, 1, "", f"cannot read: {err}")]
     if root is None:
-        return None, [PolicyError(path.name, 1, "", "the file is empty")]
-    region = _read_region(reader, root, path.stem)
+        return None, [PolicyError(shown, 1, "", "the file is empty")]
+    region = _read_region(reader, root, stem)
     return (None if reader.errors else region), reader.errors
 
 
@@ -569,29 +618,15 @@ def policy_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_policies(directory: str | os.PathLike[str] | None = None) -> PolicySet:
-    """Every `*.yaml` in the folder, validated; raises `PolicyErrors` listing all problems."""
-    folder = policy_dir(directory)
-    if not folder.is_dir():
-        raise PolicyErrors([PolicyError(str(folder), 0, "", "no such policy folder")])
-    files = sorted(folder.glob("*.yaml"))
-    if not files:
-        raise PolicyErrors([PolicyError(str(folder), 0, "", "no policy files (*.yaml) in this folder")])
-    errors: list[PolicyError] = []
-    regions: dict[str, Region] = {}
-    alias_lines: dict[str, dict[str, tuple[int, str]]] = {}
-    for file in files:
-        region, problems = load_file(file, alias_lines.setdefault(file.name, {}))
-        errors.extend(problems)
-        if region:
-            regions[region.id] = region
-    names = _name_index(regions, errors, alias_lines)
-    if errors:
-        raise PolicyErrors(errors)
-    return PolicySet(regions, names, str(folder))
+    """Every `*.yaml` in the folder and its subfolders, validated; raises `PolicyErrors` listing all
+    problems. Hand-maintained files win over imported ones for the same region (`rules.folder`)."""
+    from rules.folder import load_folder
+
+    return load_folder(policy_dir(directory))
 
 
-def _name_index(regions: dict[str, Region], errors: list[PolicyError],
-                alias_lines: dict[str, dict[str, tuple[int, str]]]) -> dict[str, str]:
+def name_index(regions: dict[str, Region], errors: list[PolicyError],
+               alias_lines: dict[str, dict[str, tuple[int, str]]]) -> dict[str, str]:
     """id, names and aliases → region id; a name two regions claim is an error (at the alias's line)."""
     names: dict[str, str] = {}
     for region in regions.values():

@@ -41,6 +41,15 @@ class Band:
 
 
 @dataclass(frozen=True, slots=True)
+class Disputed:
+    """Why a value is in doubt: the other value a check found (None when there is none) and the reason."""
+
+    other: Any
+    check: str
+    reason: Text
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One dated value of a parameter. `value is None` ends the parameter: unknown from `start`."""
 
@@ -49,6 +58,7 @@ class Entry:
     source: str
     confidence: str
     quote: str | None = None
+    disputed: Disputed | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +120,9 @@ class Region:
     notes: tuple[Text, ...]
     plans: dict[str, Plan]
     path: str
+    code: str | None = None          # 6-digit administrative code
+    province: Text | None = None
+    imported: str | None = None      # the dataset a generated file came from; None when hand-maintained
 
     def insurance_year(self, day: dt.date) -> tuple[dt.date, dt.date]:
         """The insurance year (医保年度) containing `day`: first and last day."""
@@ -154,6 +167,7 @@ class PolicySet:
     regions: dict[str, Region]
     names: dict[str, str]
     directory: str
+    shadowed: dict[str, str] = field(default_factory=dict)  # imported file → the hand file that wins
 
     def find(self, text: str) -> Region | None:
         key = text.strip().casefold()

@@ -55,7 +55,8 @@ def estimate_json(result: Estimate | CannotEstimate, lang: str = "zh") -> dict[s
             for step in result.steps
         ],
         "warnings": [w(lang) for w in result.warnings],
-        "sources": [{"id": s.id, "title": s.title, "where": s.where} for s in result.sources],
+        "confidence": weakest(u.confidence for step in result.steps for u in step.used),
+        "sources": [source_json(s) for s in result.sources],
     }
 
 
@@ -68,6 +69,32 @@ def _year_json(result: Estimate) -> dict[str, Any] | None:
                            ("deductible_met", "fund_paid", "supplementary_paid", "critical_paid", "compliant",
                             "burden")}
     out["admissions"] = year.admissions
+    return out
+
+
+CONFIDENCE_ORDER = ("confirmed", "secondary", "third-party", "seed-only")  # strongest first
+CONFIDENCE_LABELS = {
+    "confirmed": {"zh": "官方文件核实", "en": "confirmed from the official text"},
+    "secondary": {"zh": "转载或二手来源", "en": "from a repost or secondary source"},
+    "third-party": {"zh": "第三方整理，未经官方核实", "en": "compiled by a third party, not officially verified"},
+    "seed-only": {"zh": "仅见于未经核实的文章", "en": "only in an unverified article"},
+}
+
+
+def weakest(levels) -> str | None:
+    """The weakest confidence among figures (None when there are none)."""
+    found = set(levels)
+    return next((c for c in reversed(CONFIDENCE_ORDER) if c in found), None)
+
+
+def source_json(s) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": s.id, "title": s.title, "where": s.where}
+    for key in ("doc_no", "published", "effective", "quote"):
+        value = getattr(s, key)
+        if value is not None:
+            out[key] = value.isoformat() if isinstance(value, dt.date) else value
+    if s.issuer:
+        out["issuer"] = list(s.issuer)
     return out
 
 
@@ -98,7 +125,8 @@ def estimate_text(result: Estimate | CannotEstimate, policies: PolicySet, lang: 
     lines += ["", f"{label['steps']}:"] + [f"  {i}. {s.text(lang)}" for i, s in enumerate(result.steps, 1)]
     if result.warnings:
         lines += ["", f"{label['warnings']}:"] + [f"  ! {w(lang)}" for w in result.warnings]
-    lines += ["", f"{label['sources']}:"] + [f"  - {s.title} ({s.where})" for s in result.sources]
+    lines += ["", f"{label['sources']}:"] + [
+        f"  - {s.title}{'〔' + s.doc_no + '〕' if s.doc_no else ''} ({s.where})" for s in result.sources]
     return "\n".join(lines)
 
 
@@ -149,6 +177,8 @@ def _node_lines(node: Node, day: dt.date, lang: str, indent: str) -> list[str]:
         if entry is None:
             continue
         flag = "" if entry.confidence == "confirmed" else f" [{entry.confidence}]"
+        if entry.disputed is not None:
+            flag += f" [disputed: {entry.disputed.reason(lang)}]"
         value = shown_value(entry.value, key)[1 if lang == "en" else 0]
         lines.append([f"{indent}{name(key, lang)}", f"since {entry.start}", f"{entry.source}{flag}", value])
     return table(lines).split("\n") if lines else []

@@ -239,7 +239,7 @@ def test_bad_confidence_word(tmp_path):
                   "            2024-01-01:\n              value: 0.85\n              confidence: official\n")
     e = only_error(tmp_path)
     assert (e.file, e.line, e.path) == ("alpha.yaml", line_of(text, "value: 0.85"), RATIO_VALUE)
-    assert e.message.startswith("confidence 'official' is not one of: confirmed, secondary, seed-only")
+    assert e.message.startswith("confidence 'official' is not one of: confirmed, secondary, third-party, seed-only")
 
 
 def test_level_not_among_the_visits_levels(tmp_path):
