@@ -19,10 +19,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from conversations import accounting, asking
+from conversations import accounting, asking, region_picker
 from conversations.parsing import normalise
 from conversations.policy_view import policy_view
-from conversations.questions import QUESTIONS, Context, Invalid, Question, answered, open_question
+from conversations.questions import (
+    QUESTIONS,
+    SMALL_SET,
+    Choice,
+    Context,
+    Invalid,
+    Question,
+    RegionNotOne,
+    answered,
+    open_question,
+)
 from conversations.render import cannot_text, estimate_card
 from conversations.replies import Button, Incoming, Reply, Turn
 from conversations.store import SessionKey, SessionStore, run_turn
@@ -56,6 +66,7 @@ class Session:
     book: Any = field(default=None, repr=False)  # this turn's view of the person's year, never stored
     pending: Any = field(default=None, repr=False)  # a change to the book, run before the session is saved
     book_read: Any = field(default=None, repr=False)  # the book as read with the session, and its version
+    last_region: str | None = None  # offered first the next time the region is asked
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"l": self.lang, "s": self.state, "q": self.q}
@@ -71,6 +82,8 @@ class Session:
             data["k"] = 1
         if self.year:
             data["y"] = self.year
+        if self.last_region:
+            data["r"] = self.last_region
         return data
 
     @classmethod
@@ -93,6 +106,7 @@ class Session:
             asking=data.get("k") == 1,
             year={k: v for k, v in data["y"].items() if isinstance(v, (str, int))}
             if isinstance(data.get("y"), dict) else {},
+            last_region=data["r"] if isinstance(data.get("r"), str) and len(data["r"]) <= 40 else None,
         )
         if session.state == "ask" and session.question is None:
             session.state = "idle"
@@ -239,12 +253,18 @@ class Dialogue:
 
     def _regions(self, s: Session) -> Turn:
         sep = ", " if s.lang == "en" else "、"
+        if len(self.policies.regions) > SMALL_SET:  # by province: a list of 350 names is no answer
+            provinces = region_picker.region_index(self.policies).provinces.values()
+            counts = sep.join(f"{p.name(s.lang)} {len(p.regions)}" for p in provinces)
+            text = t(s.lang, "commands.regions_large", count=len(self.policies.regions), provinces=counts)
+            return Turn([Reply(text)] + self._current(s))
         lines = [f"• {r.name(s.lang)}（{sep.join(r.aliases[:4])}）" if r.aliases else f"• {r.name(s.lang)}"
                  for r in sorted(self.policies, key=lambda r: r.id)]
         return Turn([Reply(t(s.lang, "commands.regions", regions="\n".join(lines)))] + self._current(s))
 
     def _policy(self, s: Session, argument: str) -> Turn:
-        names = (", " if s.lang == "en" else "、").join(r.name(s.lang) for r in self.policies)
+        names = (", " if s.lang == "en" else "、").join(r.name(s.lang) for r in self.policies) \
+            if len(self.policies.regions) <= SMALL_SET else t(s.lang, "commands.regions_hint")
         if not argument:
             return Turn([Reply(t(s.lang, "commands.policy_usage"))] + self._current(s))
         region = self.policies.find(argument) or self.policies.regions.get(
@@ -329,6 +349,14 @@ class Dialogue:
             return self.year.on_button(s, counter, value)
         if counter != str(s.q):
             return self._stale(s)
+        if region_picker.is_view(value) and s.state == "ask" and s.question == "region":
+            only = region_picker.only_region(self.policies, value)  # 北京: the province is the city
+            if only is not None:
+                turn = self._answer(s, QUESTIONS["region"], only)
+                turn.answered = QUESTIONS["region"].display(self._context(s), only)
+                return turn
+            s.q += 1
+            return Turn([region_picker.view(self.policies, value, s.q, s.lang, s.last_region, self._controls(s))])
         actions: dict[str, Callable[[], Turn]] = {
             "~back": lambda: self._back(s),
             "~skip": lambda: self._skip(s),
@@ -348,6 +376,8 @@ class Dialogue:
             question = QUESTIONS[s.question]
             ctx = self._context(s)
             option = next((o for o in question.options(ctx) if o.id == value), None)
+            if option is None and question.id == "region" and value in self.policies.regions:
+                option = Choice(value, question.display(ctx, value), ())
             if option is not None:
                 turn = self._answer(s, question, value)
                 turn.answered = option.label
@@ -365,6 +395,9 @@ class Dialogue:
                 return self._skip(s) if question.skippable else self._hint(s, "hints.cannot_skip")
             try:
                 value = question.answer(self._context(s), text)
+            except RegionNotOne as bad:
+                return Turn([region_picker.found_reply(self.policies, bad.found, bad.typed, s.q, s.lang,
+                                                       self._controls(s))])
             except Invalid as bad:
                 return self._hint(s, bad.hint, **bad.values)
             return self._answer(s, question, value)
@@ -398,6 +431,8 @@ class Dialogue:
 
     def _answer(self, s: Session, question: Question, value: Any) -> Turn:
         s.answers[question.id] = value
+        if question.id == "region":
+            s.last_region = value
         if question.id in s.history:
             s.history.remove(question.id)
         s.history.append(question.id)
@@ -459,6 +494,7 @@ class Dialogue:
             return self.year.current(s)
         return []
 
+
     def _stale(self, s: Session) -> Turn:
         """An old message's button: say so and show the current question (none when idle: start again)."""
         current = self._current(s) if s.state != "idle" else self._start(s).replies
@@ -474,7 +510,12 @@ class Dialogue:
     def _button(self, s: Session, action: str, label_key: str, **values: Any) -> Button:
         return Button(f"{s.q}|{action}", t(s.lang, label_key, **values))
 
+    def _controls(self, s: Session) -> list[Button]:
+        return [self._button(s, "~back", "buttons.back")] if s.history else []
+
     def _question(self, s: Session, ctx: Context, question: Question) -> Reply:
+        if question.id == "region" and len(self.policies.regions) > SMALL_SET:
+            return region_picker.view(self.policies, "", s.q, s.lang, s.last_region, self._controls(s))
         year_start = ctx.region.insurance_year(self.today())[0] if ctx.region else ""
         text = t(s.lang, f"prompts.{question.id}", year_start=year_start)
         per_row = 3 if question.id in ("region", "level") else 2

@@ -21,6 +21,7 @@ from rules.account import rule_for
 from rules.case import WHERE, ZERO, Case
 from rules.engine import Needs, needs
 from rules.policy import Plan, PolicySet, Region, Visit
+from rules.regions import Found, region_index
 
 
 class Invalid(Exception):
@@ -131,7 +132,14 @@ def known_words() -> frozenset[str]:
     return frozenset(normalise(w) for group in synonyms().values() for words in group.values() for w in words)
 
 
+SMALL_SET = 18  # up to this many regions the question shows them all as buttons; beyond, a picker
+
+
 def region_options(ctx: Context) -> list[Choice]:
+    """Every region as a button, for a small policy set only: a large one is searched and picked
+    through provinces (`conversations.region_picker`), so no turn walks every region."""
+    if len(ctx.policies.regions) > SMALL_SET:
+        return []
     return [Choice(r.id, r.name(ctx.lang), (r.id, r.name.zh, r.name.en, *r.aliases))
             for r in sorted(ctx.policies, key=lambda r: r.id)]
 
@@ -262,6 +270,41 @@ class Question:
         return t(ctx.lang, f"labels.{self.show}", value=shown)
 
 
+class RegionNotOne(Invalid):
+    """A typed region that names several places, a province, or nothing: the dialogue shows `found`."""
+
+    def __init__(self, found: Found, typed: str):
+        super().__init__("hints.region_unknown", text=typed[:40])
+        self.found = found
+        self.typed = typed
+
+
+@dataclass(frozen=True)
+class RegionQuestion(Question):
+    """The region: found by `rules.regions` in constant time, whatever the number of regions."""
+
+    def match(self, ctx: Context, text: str) -> str | None:
+        found = region_index(ctx.policies).lookup(text)
+        if found.region is None and not found.regions and len(ctx.policies.regions) <= SMALL_SET:
+            return super().match(ctx, text)  # a few regions: a looser match over their names
+        return found.region
+
+    def answer(self, ctx: Context, text: str) -> Any:
+        found = region_index(ctx.policies).lookup(text)
+        if found.region is not None:
+            return found.region
+        if not found.regions and not found.province and len(ctx.policies.regions) <= SMALL_SET:
+            return super().answer(ctx, text)  # the hint lists the few regions there are
+        raise RegionNotOne(found, text)
+
+    def is_valid(self, ctx: Context, value: Any) -> bool:
+        return isinstance(value, str) and value in ctx.policies.regions
+
+    def display(self, ctx: Context, value: Any) -> str:
+        region = ctx.policies.regions.get(value) if isinstance(value, str) else None
+        return region.name(ctx.lang) if region else str(value)
+
+
 def _has_choice(ctx: Context, qid: str) -> bool:
     return bool(QUESTIONS[qid].options(ctx))
 
@@ -285,7 +328,7 @@ def _detail_used(ctx: Context, name: str) -> bool:
 YEAR_START = "ytd"
 
 QUESTION_LIST: list[Question] = [
-    Question("region", "choice", lambda ctx: True, region_options),
+    RegionQuestion("region", "choice", lambda ctx: True, region_options),
     Question("plan", "choice", lambda ctx: ctx.region is not None, plan_options),
     Question("grade", "choice", lambda ctx: _has_choice(ctx, "grade"), grade_options),
     Question("member", "choice", lambda ctx: _has_choice(ctx, "member"), member_options),

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pytest
 import redis.asyncio as aioredis
+from policy_sets import hand_maintained_policies
 
 from bot.store import RedisSessionStore
 from conversations.dialogue import Dialogue, Session
@@ -21,12 +22,14 @@ from conversations.questions import QUESTIONS
 from conversations.replies import Incoming, Turn
 from conversations.store import SessionConflictError, SessionKey
 from conversations.texts import raw, t
-from rules.loader import load_policies
 
 REDIS_MODES = ("single", "cluster")  # every Redis test here runs on one server and on a Redis Cluster
 
 TODAY = dt.date(2025, 3, 1)
-POLICIES = load_policies()
+# The hand-maintained files alone: these conversations exercise the dialogue over a small set, where
+# the region question shows every region as a button. The whole country's province → city picker is
+# tested in test_region_picker.py, and every imported region's estimates in test_region_walk.py.
+POLICIES = hand_maintained_policies()
 KEY = SessionKey("telegram", "-100777", "42")
 
 
@@ -621,7 +624,7 @@ async def test_restart_continues_the_conversation(make_redis):
 
     second = make_redis()
     try:
-        chat2 = Chat(Dialogue(load_policies(), RedisSessionStore(second), today=today))
+        chat2 = Chat(Dialogue(POLICIES, RedisSessionStore(second), today=today))
         # The buttons of the message sent by the old process still work.
         level3 = next(b for b in buttons if b.endswith("|3"))
         await chat2.send(Incoming(choice=level3))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from rules.case import Case, CannotEstimate
+from rules.case import CannotEstimate, Case
 from rules.engine import default_policies, estimate
 
 DAY = dt.date.today()  # what a person asking today gets
