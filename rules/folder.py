@@ -18,12 +18,15 @@ import os
 import pickle
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from rules.loader import PolicyError, PolicyErrors, name_index, parse_text
-from rules.policy import PolicySet, Region
+from rules.policy import PolicySet, Region, RegionHead
 
-Loaded = tuple[Region | None, list[PolicyError], dict[str, tuple[int, str]]]
+# A checked file: its head and the region pickled (None when invalid), its problems, where its aliases are.
+Loaded = tuple[RegionHead | None, bytes | None, list[PolicyError], dict[str, tuple[int, str]]]
 _CODE_FILES = ("loader.py", "policy.py", "case.py", "folder.py")
 
 
@@ -41,13 +44,15 @@ def _code_version() -> str:
     return digest.hexdigest()
 
 
-def cache_path() -> Path | None:
-    """$YIBAO_CACHE_DIR, else ~/.cache/yibao-bot; `YIBAO_CACHE_DIR=off` turns the cache off."""
+def cache_path(folder: Path) -> Path | None:
+    """One cache file per policy folder, in $YIBAO_CACHE_DIR, else ~/.cache/yibao-bot;
+    `YIBAO_CACHE_DIR=off` turns the cache off."""
     chosen = os.environ.get("YIBAO_CACHE_DIR")
     if chosen == "off":
         return None
     base = Path(chosen) if chosen else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "yibao-bot"
-    return base / "policies.pickle"
+    name = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return base / f"policies-{name}.pickle"
 
 
 def _read_cache(path: Path | None, version: str) -> dict[str, Loaded]:
@@ -73,13 +78,15 @@ def _write_cache(path: Path | None, version: str, entries: dict[str, Loaded]) ->
         pass
 
 
-def _load_all(folder: Path, files: list[Path]) -> dict[str, Loaded]:
-    """Each file's result by its path inside the folder, from the cache where its bytes are unchanged."""
+def _load_all(folder: Path, files: list[Path]) -> tuple[dict[str, Loaded], dict[str, Region]]:
+    """Each file's result by its path inside the folder, from the cache where its bytes are unchanged;
+    and the regions parsed now (those from the cache are unpickled only when first used)."""
     version = _code_version()
-    where = cache_path()
+    where = cache_path(folder)
     cached = _read_cache(where, version)
     fresh: dict[str, Loaded] = {}
     out: dict[str, Loaded] = {}
+    parsed: dict[str, Region] = {}
     for file in files:
         shown = file.relative_to(folder).as_posix()
         try:
@@ -92,17 +99,49 @@ def _load_all(folder: Path, files: list[Path]) -> dict[str, Loaded]:
             continue
         lines: dict[str, tuple[int, str]] = {}
         region, problems = parse_text(data, file.stem, shown, lines)
-        out[shown] = (region, problems, lines)
+        if region is not None:
+            parsed[shown] = region
+        blob = pickle.dumps(region, protocol=pickle.HIGHEST_PROTOCOL) if region is not None else None
+        out[shown] = (RegionHead.of(region) if region else None, blob, problems, lines)
         if key:
             fresh[key] = out[shown]
     if fresh.keys() != cached.keys():
         _write_cache(where, version, fresh)
-    return out
+    return out, parsed
 
 
-def _claims(region: Region) -> set[str]:
-    names = {region.id, region.name.zh, region.name.en, *region.aliases}
-    return {n.strip().casefold() for n in names} | ({f"#{region.code}"} if region.code else set())
+class LazyRegions(Mapping[str, Region]):
+    """Regions by id; one that came from the cache is unpickled the first time it is used, so a start
+    with ~350 cached files costs milliseconds and a dialogue only builds the regions people ask about."""
+
+    def __init__(self, ready: dict[str, Region], blobs: dict[str, bytes]):
+        self._ready = ready
+        self._blobs = blobs
+        self._order = sorted({*ready, *blobs})
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key: str) -> Region:
+        region = self._ready.get(key)
+        if region is None:
+            blob = self._blobs[key]  # KeyError for an unknown id, as a dict
+            with self._lock:
+                region = self._ready.get(key) or pickle.loads(blob)
+                self._ready[key] = region
+        return region
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ready or key in self._blobs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
+def _claims(head: RegionHead) -> set[str]:
+    names = {head.id, head.name.zh, head.name.en, *head.aliases}
+    return {n.strip().casefold() for n in names} | ({f"#{head.code}"} if head.code else set())
 
 
 def load_folder(folder: Path) -> PolicySet:
@@ -112,32 +151,36 @@ def load_folder(folder: Path) -> PolicySet:
     files = policy_files(folder)
     if not files:
         raise PolicyErrors([PolicyError(str(folder), 0, "", "no policy files (*.yaml) in this folder")])
-    loaded = _load_all(folder, files)
-    errors = [e for _, problems, _ in loaded.values() for e in problems]
-    alias_lines = {shown: lines for shown, (_, _, lines) in loaded.items()}
-    found = [region for region, _, _ in loaded.values() if region]
-    regions: dict[str, Region] = {}
-    claimed: dict[str, Region] = {}
-    for region in (r for r in found if not r.imported):
-        _add(regions, region, errors)
-        for claim in _claims(region):
-            claimed.setdefault(claim, region)
+    loaded, parsed = _load_all(folder, files)
+    errors = [e for _, _, problems, _ in loaded.values() for e in problems]
+    alias_lines = {shown: lines for shown, (_, _, _, lines) in loaded.items()}
+    found = [(head, shown) for shown, (head, _, _, _) in loaded.items() if head]
+    heads: dict[str, RegionHead] = {}
+    claimed: dict[str, RegionHead] = {}
+    for head, _ in found:
+        if not head.imported:
+            _add(heads, head, errors)
+            for claim in _claims(head):
+                claimed.setdefault(claim, head)
     shadowed: dict[str, str] = {}
-    for region in (r for r in found if r.imported):
-        winner = next((claimed[c] for c in sorted(_claims(region)) if c in claimed), None)
-        if winner is not None:
-            shadowed[region.path] = winner.path
-        else:
-            _add(regions, region, errors)
-    names = name_index(regions, errors, alias_lines)
+    for head, _ in found:
+        if head.imported:
+            winner = next((claimed[c] for c in sorted(_claims(head)) if c in claimed), None)
+            if winner is not None:
+                shadowed[head.path] = winner.path
+            else:
+                _add(heads, head, errors)
+    names = name_index(heads, errors, alias_lines)
     if errors:
         raise PolicyErrors(errors)
-    return PolicySet(regions, names, str(folder), shadowed)
+    ready = {h.id: parsed[h.path] for h in heads.values() if h.path in parsed}
+    blobs = {h.id: loaded[h.path][1] for h in heads.values() if h.path not in parsed}
+    return PolicySet(LazyRegions(ready, blobs), names, str(folder), shadowed, heads)
 
 
-def _add(regions: dict[str, Region], region: Region, errors: list[PolicyError]) -> None:
-    other = regions.get(region.id)
+def _add(heads: dict[str, RegionHead], head: RegionHead, errors: list[PolicyError]) -> None:
+    other = heads.get(head.id)
     if other is not None:
-        errors.append(PolicyError(region.path, 1, "region", f"'{region.id}' is also the region of {other.path}"))
+        errors.append(PolicyError(head.path, 1, "region", f"'{head.id}' is also the region of {other.path}"))
     else:
-        regions[region.id] = region
+        heads[head.id] = head

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -161,13 +162,33 @@ WHEN_NEEDS = {
 
 
 @dataclass(frozen=True, slots=True)
-class PolicySet:
-    """Every region, found by id, name or alias."""
+class RegionHead:
+    """What names and groups a region, without its plans: enough to find it, list it and pick it."""
 
-    regions: dict[str, Region]
+    id: str
+    name: Text
+    aliases: tuple[str, ...]
+    code: str | None
+    province: Text | None
+    imported: str | None
+    path: str
+
+    @classmethod
+    def of(cls, region: Region) -> RegionHead:
+        return cls(region.id, region.name, region.aliases, region.code, region.province, region.imported,
+                   region.path)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """Every region, found by id, name or alias. `regions` may build each region on first use (see
+    `rules.folder`); `heads` has every region's names and province at once."""
+
+    regions: Mapping[str, Region]
     names: dict[str, str]
     directory: str
     shadowed: dict[str, str] = field(default_factory=dict)  # imported file → the hand file that wins
+    heads: dict[str, RegionHead] = field(default_factory=dict)
 
     def find(self, text: str) -> Region | None:
         key = text.strip().casefold()

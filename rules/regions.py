@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from rules.policy import PolicySet, Region
+from rules.policy import PolicySet, RegionHead
 
 SHORT_NAMES = Path(__file__).parent / "texts" / "region_short_names.yaml"
 NOISE = re.compile(r"[\s·・,，、。.!！?？'’\-_/]+")
@@ -121,7 +121,7 @@ def _short_names() -> dict[str, list[str]]:
     return yaml.safe_load(SHORT_NAMES.read_text(encoding="utf-8")) or {}
 
 
-def _region_keys(region: Region, extra: list[str]) -> set[str]:
+def _region_keys(region: RegionHead, extra: list[str]) -> set[str]:
     names = [region.id, region.id.rsplit("-", 1)[0], region.name.zh, region.name.en, *region.aliases, *extra]
     if region.code:
         names.append(region.code)
@@ -132,9 +132,9 @@ def _region_keys(region: Region, extra: list[str]) -> set[str]:
 def build_index(policies: PolicySet) -> RegionIndex:
     index = RegionIndex()
     extra = _short_names()
-    members: dict[str, list[Region]] = {}
+    members: dict[str, list[RegionHead]] = {}
     names: dict[str, tuple[str, str]] = {}
-    for region in policies:
+    for region in policies.heads.values():  # names only: no region's plans are built for this
         for key in _region_keys(region, extra.get(region.id, [])):
             index.keys.setdefault(key, set()).add(region.id)
         if region.province:

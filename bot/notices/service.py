@@ -6,6 +6,7 @@ a broadcast means the same thing whichever way an admin starts it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -97,11 +98,11 @@ class NoticeService:
         """Load the policy folder again; keep the old set if the new one is invalid."""
         from rules.diff import diff_policies, draft_notices
 
-        try:
-            new = load_policies(self.runtime.settings.policy_dir)
+        try:  # parsing ~350 files and comparing them is CPU work: off the event loop, so traffic flows on
+            new = await asyncio.to_thread(load_policies, self.runtime.settings.policy_dir)
         except PolicyErrors as bad:
             return Reload(False, errors=tuple(str(e) for e in bad.errors))
-        changes = diff_policies(self.policies, new)
+        changes = await asyncio.to_thread(diff_policies, self.policies, new)
         self.runtime.replace_policies(new)
         drafts = []
         for lang in ("zh", "en"):

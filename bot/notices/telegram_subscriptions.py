@@ -13,8 +13,10 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 from bot.channels.telegram import TelegramBridge
 from bot.channels.telegram_groups import may_manage
 from bot.notices.service import NoticeService
+from conversations.questions import SMALL_SET
 from conversations.store import SessionKey
 from conversations.texts import t
+from rules.regions import region_index
 
 
 class SubscriptionCommands:
@@ -41,6 +43,8 @@ class SubscriptionCommands:
 
     def _region_names(self, lang: str) -> str:
         sep = ", " if lang == "en" else "、"
+        if len(self.service.policies.regions) > SMALL_SET:  # the whole country: no list of 350 names
+            return t(lang, "commands.regions_hint")
         return sep.join(r.name(lang) for r in sorted(self.service.policies, key=lambda r: r.id))
 
     def _region_buttons(self, prefix: str, regions: list[str], lang: str) -> list[list[tuple[str, str]]]:
@@ -83,7 +87,9 @@ class SubscriptionCommands:
         if not await self._may_manage(update, lang):
             return
         if not argument.strip():
-            if command == "subscribe":
+            if command == "subscribe" and len(self.service.policies.regions) > SMALL_SET:
+                await self._say(update.effective_chat.id, t(lang, "notices.subscribe_usage"))
+            elif command == "subscribe":
                 await self._say(update.effective_chat.id, t(lang, "notices.subscribe_choose"),
                                 self._region_buttons("sub", sorted(self.service.policies.regions), lang))
             else:
@@ -94,7 +100,8 @@ class SubscriptionCommands:
                     await self._say(update.effective_chat.id, t(lang, "notices.unsubscribe_choose"),
                                     self._region_buttons("unsub", regions, lang))
             return
-        region = self.service.policies.find(argument.strip())
+        found = region_index(self.service.policies).lookup(argument.strip()).region
+        region = self.service.policies.regions.get(found) if found else None
         if region is None:
             await self._say(update.effective_chat.id, t(lang, "notices.unknown_region", region=argument.strip()[:40],
                                                         regions=self._region_names(lang)))
