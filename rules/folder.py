@@ -19,6 +19,7 @@ import pickle
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -74,8 +75,20 @@ def _write_cache(path: Path | None, version: str, entries: dict[str, Loaded]) ->
         with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as fh:
             pickle.dump({"version": version, "entries": entries}, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(fh.name, path)
+        _prune(path.parent)
     except OSError:  # a read-only home is fine: the next start parses again
         pass
+
+
+def _prune(directory: Path, days: int = 30) -> None:
+    """Cache files of folders not loaded for a month go (throw-away folders of tests, old checkouts)."""
+    limit = time.time() - days * 86400
+    for old in directory.glob("policies-*.pickle"):
+        try:
+            if old.stat().st_atime < limit and old.stat().st_mtime < limit:
+                old.unlink()
+        except OSError:
+            pass
 
 
 def _load_all(folder: Path, files: list[Path]) -> tuple[dict[str, Loaded], dict[str, Region]]:
