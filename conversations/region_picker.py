@@ -71,8 +71,7 @@ def _provinces(policies: PolicySet, page: int, q: int, lang: str, last: str | No
     rows += _nav(q, f"~rp:{page - 1}" if page > 0 else None, f"~rp:{page + 1}" if page + 1 < pages else None, lang)
     if controls:
         rows.append(tuple(controls))
-    prompt = text or f"{t(lang, 'prompts.region')}\n{t(lang, 'picker.how', regions=len(policies.regions))}"
-    return Reply(prompt, buttons=tuple(rows))
+    return Reply(text or t(lang, "prompts.region"), buttons=tuple(rows))
 
 
 def _cities(policies: PolicySet, province: Province, page: int, q: int, lang: str, controls: list[Button],

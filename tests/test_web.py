@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.http_app import build_app
 from bot.metrics import Metrics
 from bot.runtime import Runtime, open_runtime
+from conversations.texts import t
 
 JSON = {"Content-Type": "application/json"}
 REDIS_MODES = ("single", "cluster")  # every test here runs on one redis-server and on a Redis Cluster
@@ -86,7 +87,7 @@ async def web_keys(redis) -> list[bytes]:
 async def test_full_estimate_through_the_api(client, redis):
     data = await say(client, command="resume", argument="en")
     assert data["lang"] == "en"
-    assert data["replies"][-1]["text"] == "Where are you insured?"
+    assert data["replies"][-1]["text"] == t("en", "prompts.region")
     data = await say(client, choice=button(data, "Shanghai"))
     assert data["replies"][-1]["text"] == "Are you in service or retired?"
     for text in ("retired", "hospital stay", "level 3", "2005", "30000"):
