@@ -88,11 +88,10 @@ def fill(template: str) -> str:
 async def test_subscribe_unsubscribe_and_list(fake: ft.FakeTelegram, served, redis) -> None:
     ann, bob = Chat(fake, 6001), Chat(fake, 6002, "Bob")
     assert await ann.say("/subscriptions") == [t("zh", "notices.none")]
-    assert await ann.say("/subscribe") == [t("zh", "notices.subscribe_choose")]
-    labels = [b["text"] for row in ann.last()["reply_markup"]["inline_keyboard"] for b in row]
-    assert "上海" in labels and "北京" in labels
-    assert await ann.press("上海") == [t("zh", "notices.subscribed", region="上海")]
-    assert "reply_markup" not in fake.message(ann.id, ann.last()["message_id"] - 1)  # the buttons are gone
+    # the whole country is too many regions for buttons: the city is typed, found as the dialogue finds it
+    assert await ann.say("/subscribe") == [t("zh", "notices.subscribe_usage")]
+    assert "reply_markup" not in ann.last()
+    assert await ann.say("/subscribe 上海市") == [t("zh", "notices.subscribed", region="上海")]
     assert await ann.say("/subscribe 上海") == [t("zh", "notices.already", region="上海")]
     assert await ann.say("/subscribe 北京") == [t("zh", "notices.subscribed", region="北京")]
     [unknown] = await ann.say("/subscribe 火星")
@@ -242,7 +241,9 @@ async def test_progress_is_edited_listed_and_cancel_ends_with_one_report(
 async def test_reload_sends_drafts_to_approve(fake: ft.FakeTelegram, redis_url: str, redis, subs,
                                               tmp_path: Path) -> None:
     policies = tmp_path / "policies"
-    shutil.copytree(POLICIES, policies)
+    policies.mkdir()
+    for file in POLICIES.glob("*.yaml"):  # the hand-maintained files: a reload of 10 regions
+        shutil.copy(file, policies / file.name)
     shanghai = policies / "shanghai.yaml"
     for chat, region, lang in ((6301, "shanghai", "zh"), (6302, "shanghai", "zh"), (6303, "shanghai", "en"),
                                (6304, "beijing", "zh")):
