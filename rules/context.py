@@ -155,6 +155,10 @@ class Context:
                 self.sources[found.source] = self.region.sources[found.source]
             if found.confidence == "seed-only":
                 self._unverified(name, found)
+            elif found.confidence == "third-party":
+                self.warn("third_party")
+            if found.disputed is not None:
+                self._disputed(name, found)
         if series.yearly:
             found = self._check_stale(name, found)
         return found
@@ -181,6 +185,15 @@ class Context:
             if name in node.settings:
                 return node.settings[name]
         return default
+
+    def _disputed(self, name: str, entry: Entry) -> None:
+        """A figure an audit found in doubt is named, with the other value and the reason."""
+        other = "—" if entry.disputed.other is None else Shown(entry.disputed.other, name)
+        reason = (entry.disputed.reason.zh, entry.disputed.reason.en)
+        message = Message("disputed", (("parameter", [name]), ("value", Shown(entry.value, name)),
+                                       ("other", other), ("reason", reason)))
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def _unverified(self, name: str, entry: Entry) -> None:
         source = self.region.sources[entry.source].title

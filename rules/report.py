@@ -55,7 +55,7 @@ def estimate_json(result: Estimate | CannotEstimate, lang: str = "zh") -> dict[s
             for step in result.steps
         ],
         "warnings": [w(lang) for w in result.warnings],
-        "confidence": weakest(u.confidence for step in result.steps for u in step.used),
+        "confidence": weakest(_published(u) for step in result.steps for u in step.used),
         "sources": [source_json(s) for s in result.sources],
     }
 
@@ -79,6 +79,14 @@ CONFIDENCE_LABELS = {
     "third-party": {"zh": "第三方整理，未经官方核实", "en": "compiled by a third party, not officially verified"},
     "seed-only": {"zh": "仅见于未经核实的文章", "en": "only in an unverified article"},
 }
+
+
+def _published(used) -> str:
+    """A figure's confidence as its source gives it: a stale figure's was lowered one step in the
+    estimate (its staleness is listed under `stale` and warned about)."""
+    if not used.stale or used.confidence not in CONFIDENCE_ORDER:
+        return used.confidence
+    return CONFIDENCE_ORDER[max(0, CONFIDENCE_ORDER.index(used.confidence) - 1)]
 
 
 def weakest(levels) -> str | None:
