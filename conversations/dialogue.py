@@ -538,7 +538,8 @@ class Dialogue:
             value = ctx.value(question.id)
             shown = question.display(ctx, value)
             lines.append(f"• {t(s.lang, f'labels.fields.{question.id}')}: {shown}")
-            if question.kind != "choice" or len(question.options(ctx)) > 1:
+            if question.kind != "choice" or len(question.options(ctx)) > 1 or (
+                    question.id == "region" and len(self.policies.regions) > 1):  # the picker has no options
                 field_name = t(s.lang, f"labels.fields.{question.id}")
                 edits.append(Button(f"{s.q}|~edit:{question.id}", t(s.lang, "summary.edit", field=field_name)))
         rows = [tuple(edits[i:i + 2]) for i in range(0, len(edits), 2)]

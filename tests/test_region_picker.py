@@ -157,3 +157,15 @@ def test_policy_command_with_unknown_region_is_short():
     session, _ = started()
     turn = DIALOGUE.step(session, Incoming(command="policy", argument="火星"))
     assert len(turn.replies[0].text) < 200
+
+
+def test_summary_offers_to_change_the_region():
+    session, _ = started()
+    for text in ("广州", "职工", "在职", "住院", "三级", "20000", "0"):
+        DIALOGUE.step(session, Incoming(text=text))
+    turn = DIALOGUE.step(session, Incoming(choice=f"{session.q}|~skiprest"))
+    assert session.state == "summary"
+    edit = next(b for b in turn.replies[-1].choices if b.id.endswith("|~edit:region"))
+    turn = DIALOGUE.step(session, Incoming(choice=edit.id))
+    assert session.question == "region" and turn.replies[-1].text == t("zh", "prompts.region")
+    assert turn.replies[-1].buttons[0][0].label == "📍 广州（上次）"

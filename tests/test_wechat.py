@@ -126,8 +126,8 @@ async def test_a_whole_estimate(wx):
     answer = await wx.fake.text(PERSON, "开始")
     assert answer.status == 200 and answer.attempts == 1
     assert "你在哪个地区参保？" in answer.content
-    assert "回复 1 北京 · 2 重庆" in answer.content and "6 上海" in answer.content
-    answer = await wx.fake.text(PERSON, "6")  # the number of an option
+    assert "回复 1 北京 · 2 天津" in answer.content and "9 上海" in answer.content  # provinces, by code
+    answer = await wx.fake.text(PERSON, "9")  # the number of an option: 上海, a province of one region
     assert answer.content.startswith("→ 上海")
     assert "回复 1 在职 · 2 退休" in answer.content
     for text in ("退休", "住院", "三级", "2005", "30000"):  # an option's words, then typed answers
