@@ -396,6 +396,7 @@ def test_accessibility_in_every_state(browser, web_url):
     chat.screenshot("web-chat-card-zh-dark.png")
     chat.scheme(False)
     result.find_element(By.CSS_SELECTOR, "details.more > summary").click()
+    chat.screenshot("web-chat-card-zh-details.png")
     _check_accessibility(chat, "estimate, details open", problems)
 
     summary = browser.find_element(By.CSS_SELECTOR, "#menu summary")
