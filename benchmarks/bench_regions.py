@@ -40,7 +40,7 @@ from rules.loader import DEFAULT_DIR, load_policies  # noqa: E402
 TODAY = dt.date(2025, 3, 1)
 SMALL = ["guangzhou", "chengdu", "wuhan", "hangzhou", "nanjing", "xian", "changsha", "zhengzhou", "jinan",
          "shenyang"]
-CONVERSATION = ["广州", "职工", "在职", "住院", "三级", "20000", "0", "~skiprest", "~calc"]
+CONVERSATION = ["广州", "职工", "在职", "住院", "三级", "本地", "20000", "0", "~skiprest", "~calc"]
 EXTRA_TURNS = ["guangzou", "广东", "suzhou", "火星"]  # a typo, a province, a shared name, nothing
 
 
