@@ -12,7 +12,7 @@ from typing import Any
 
 from rules.case import CannotEstimate, Estimate
 from rules.columns import pad, rpad, table, width
-from rules.messages import money, name, percent, shown_value
+from rules.messages import label, money, name, percent, shown_value
 from rules.policy import UNLIMITED, Band, Node, PolicySet, Region
 
 
@@ -200,7 +200,8 @@ def policy_table(region: Region, day: dt.date, lang: str = "zh") -> str:
         lines.append(f"\n{plan.name(lang)} [{plan.id}]")
         lines += _node_lines(plan, day, lang, "  ")
         for visit in plan.visits.values():
-            lines.append(f"  {visit.id} — levels: {', '.join(visit.levels)}")
+            levels = ("、" if lang == "zh" else ", ").join(label("levels", lv, lang) for lv in visit.levels)
+            lines.append(f"  {visit.id} — {name('level', lang)}: {levels}")
             lines += _node_lines(visit, day, lang, "    ")
             for row in visit.rows:
                 cond = ", ".join(f"{k}={v}" for k, v in row.when.items())

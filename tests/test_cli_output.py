@@ -58,7 +58,7 @@ def test_rules_show_lines_up_in_chinese():
     done = bot("rules", "show", "深圳", "--date", "2025-03-01")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    first = next(i for i, line in enumerate(lines) if "inpatient — levels" in line)
+    first = next(i for i, line in enumerate(lines) if line.startswith("  inpatient — "))
     block = []  # the employee plan's inpatient parameters: one aligned block
     for line in lines[first + 1:]:
         if not line.startswith("    ") or line.strip().startswith("when "):
