@@ -233,13 +233,15 @@ def test_wheel_installs_in_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     python, yibao = env_dir / "bin" / "python", env_dir / "bin" / "yibao"
-    installed = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(wheel)],
-                               capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-
-    # Run from elsewhere, without this checkout on the path: only the installed wheel counts.
+    # Without this checkout on the path (PYTHONPATH=$PWD, as CONTRIBUTING runs the tests): pip would take
+    # the checkout's yibao_bot.egg-info for an installed yibao-bot and skip the wheel.
     clean = {k: v for k, v in _env().items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     clean["HOME"] = str(tmp_path / "home")
+    installed = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(wheel)],
+                               cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    # Run from elsewhere: only the installed wheel counts.
     checked = subprocess.run([str(yibao), "rules", "check"], cwd=tmp_path, env=clean, capture_output=True, text=True,
                              timeout=120)  # fmt: skip
     assert checked.returncode == 0, checked.stderr
