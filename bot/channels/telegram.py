@@ -44,6 +44,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.channels.paging import pack_lines
 from bot.channels.telegram_groups import GATE_GROUP, group_gate, reply_target
 from bot.config import Settings
 from bot.logs import hash_id, reset_update_context, update_context
@@ -131,23 +132,12 @@ def html_chunks(reply: Reply, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list
     """The reply as escaped HTML (title in bold), cut at line ends into messages Telegram accepts."""
     lines = ([f"<b>{html.escape(reply.title)}</b>", ""] if reply.title else []) + [
         html.escape(line) for line in reply.text.split("\n")]
-    chunks: list[str] = []
-    current = ""
-    for line in lines:
-        while len(line) > limit:  # one enormous line: cut it, never inside an entity
-            cut = line.rfind("&", 0, limit)
-            cut = limit if cut < limit - 8 else cut
-            chunks.append(line[:cut])
-            line = line[cut:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            chunks.append(current)
-            current = line
-        else:
-            current = candidate
-    if current.strip():
-        chunks.append(current)
-    return chunks or ["…"]
+
+    def cut(line: str) -> int:  # one enormous line: cut it, never inside an entity
+        at = line.rfind("&", 0, limit)
+        return limit if at < limit - 8 else at
+
+    return pack_lines(lines, limit, len, cut) or ["…"]
 
 
 MERGE_LIMIT = 3000
