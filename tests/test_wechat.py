@@ -15,16 +15,9 @@ import fake_wechat as fw
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.channels.wechat import (
-    CONTENT_BYTES,
-    PLATFORM,
-    Refused,
-    WeChatCipher,
-    add_wechat,
-    paginate,
-    render,
-    sign,
-)
+from bot.channels.wechat import PLATFORM, add_wechat
+from bot.channels.wechat_protocol import Refused, WeChatCipher, sign
+from bot.channels.wechat_text import CONTENT_BYTES, paginate, render
 from bot.config import Settings
 from bot.http_app import build_app
 from bot.metrics import Metrics
