@@ -74,6 +74,7 @@ class YearEdits:
         hand = self._hand_totals(s) if self.from_ledger(s) is None else None
         entry_id = s.year.pop("e")
         s.q += 1
+        s.state, s.question = "idle", None  # recorded: the conversation is over, a reopened chat starts anew
 
         def op(book: Book) -> tuple[bool, list[Reply]]:
             ledger = book.ledger(policies, region, plan, today)

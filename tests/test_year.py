@@ -131,7 +131,7 @@ async def test_five_visits_recorded_match_the_engine_with_typed_figures(dialogue
         clock.day = day
         await (first_visit if n == 0 else returning_visit)(chat, level, total)
         shown = await chat.session()
-        assert shown.state == "done"
+        assert shown.state == "idle"  # recorded: the conversation is over
     ledger = await stored_ledger(years)
     assert ledger.totals() == typed
     assert [e.personal for e in ledger.visits()] == [r.personal for r in results]
@@ -382,3 +382,11 @@ async def first_visit_en(chat: Chat) -> None:
     await chat.press("~y:rec")
     await chat.press("~y:ok")
     assert "Added to the insurance year" in chat.text
+
+
+async def test_a_reopened_chat_after_recording_does_not_offer_the_same_visit_again(dialogue, years):
+    chat = Chat(dialogue, KEY)
+    await first_visit(chat, "3", "60000")
+    await chat.command("resume")  # the web page reloaded, the terminal chat reopened
+    assert "欢迎回来" in chat.text and "~y:rec" not in chat.actions
+    assert len((await stored_ledger(years)).visits()) == 1
