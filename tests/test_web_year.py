@@ -37,8 +37,9 @@ def text(data: dict) -> str:
 
 
 async def first_estimate_recorded(client) -> dict:
-    data = await say(client, command="resume")
-    for action in ("shanghai", "employee", "in_service", "inpatient", "3"):
+    await say(client, command="resume")
+    data = await say(client, text="上海")  # the region typed (its button sits in a province picker)
+    for action in ("employee", "in_service", "inpatient", "3"):
         if action in actions(data):
             data = await say(client, choice=act(data, action))
     data = await say(client, text="20000")
