@@ -162,6 +162,14 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("PORT", "port", _port, 8080, "Port of the HTTP server."),
     Variable(
+        "METRICS_PORT",
+        "metrics_port",
+        _port,
+        None,
+        "Serve /metrics and /readyz on this port (and METRICS_HOST) only, not on PORT. Unset: on PORT.",
+    ),
+    Variable("METRICS_HOST", "metrics_host", _text, "127.0.0.1", "Address of the METRICS_PORT server."),
+    Variable(
         "REDIS_URL",
         "redis_url",
         _redis_url,
@@ -174,6 +182,20 @@ VARIABLES: tuple[Variable, ...] = (
         _flag,
         False,
         "REDIS_URL names a node of a Redis Cluster: every store uses the cluster client.",
+    ),
+    Variable(
+        "REDIS_TIMEOUT",
+        "redis_timeout",
+        _positive_float,
+        1.0,
+        "Seconds to wait for a Redis reply; past it the person is told the service is busy (nothing is lost).",
+    ),
+    Variable(
+        "REDIS_CONNECT_TIMEOUT",
+        "redis_connect_timeout",
+        _positive_float,
+        1.0,
+        "Seconds to wait for a Redis connection.",
     ),
     Variable(
         "YIBAO_REDIS_DIR",
@@ -278,6 +300,10 @@ class Settings:
     port: int = 8080
     redis_url: str | None = None
     redis_cluster: bool = False
+    redis_timeout: float = 1.0
+    redis_connect_timeout: float = 1.0
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     redis_dir: str | None = None
     policy_dir: str | None = None
     session_ttl: int = 7 * 24 * 3600

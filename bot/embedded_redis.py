@@ -9,10 +9,15 @@ Files in the data directory: ``redis.sock`` (socket, mode 700), ``redis.pid``, `
 ``dump.rdb`` and ``embedded.lock`` (serialises concurrent starts).
 
 If a server of the same data directory is already running (its socket answers PING, or its pidfile
-names a live redis-server that is still loading), it is reused instead of starting a second one;
-`stop` then leaves it running unless ``shutdown_shared=True``. The server runs in its own session, so a
-Ctrl-C in the terminal reaches the bot (which calls `stop`) but not Redis; a server left behind by a
-crashed bot is simply reused by the next start.
+names a live redis-server that is still loading), it is shared instead of starting a second one (two
+terminals of one person, a terminal and `yibao web`). Who uses the server is known from ``users/``: each
+user holds an exclusive lock on a file of its own there for as long as it runs, and the kernel drops
+the lock when the process dies, however it dies. `stop` shuts the server down only when no other live
+user remains (the last one out), so a terminal that quits never pulls Redis from under another one.
+A server found running with no live user at all was left behind by a process killed before it could
+stop it (kill -9): the next start stops it (SHUTDOWN SAVE, so no data is lost) and starts its own, so
+an embedded Redis never runs on unowned. The server runs in its own session, so a Ctrl-C in the
+terminal reaches the bot (which calls `stop`) but not Redis.
 """
 
 from __future__ import annotations
@@ -107,6 +112,9 @@ class EmbeddedRedis:
         self._pid: int | None = None
         self._owned = False
         self._running = False
+        self._user_file: Path | None = None
+        self._user_handle = None
+        self.stopped_stale: int | None = None  # pid of a server left behind by a killed user, stopped at start
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -195,19 +203,69 @@ class EmbeddedRedis:
         with open(self.data_dir / "embedded.lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                users = self._live_users()
+                if self._ping() and not users:
+                    self._stop_stale()
                 if self._ping():
                     self._adopt(self._read_pid())
-                    return self
-                pid = self._read_pid()
-                if pid is not None and _pid_is_redis(pid):
-                    # Another process started it and it is still loading its snapshot.
-                    self._wait_ready(deadline, None, pid)
-                    self._adopt(pid)
-                    return self
-                self._spawn(deadline)
+                else:
+                    pid = self._read_pid()
+                    if pid is not None and _pid_is_redis(pid):
+                        # Another process started it and it is still loading its snapshot.
+                        self._wait_ready(deadline, None, pid)
+                        self._adopt(pid)
+                    else:
+                        self._spawn(deadline)
+                self._register()
                 return self
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # -- who uses the server ---------------------------------------------------------------------
+
+    @property
+    def users_dir(self) -> Path:
+        return self.data_dir / "users"
+
+    def _register(self) -> None:
+        """A file of ours in users/, exclusively locked while we run (released by the kernel at death)."""
+        self.users_dir.mkdir(exist_ok=True, mode=0o700)
+        path = self.users_dir / f"{os.getpid()}-{id(self):x}"
+        handle = open(path, "a+b")  # noqa: SIM115 (kept open: the lock lives as long as the file is open)
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._user_file, self._user_handle = path, handle
+
+    def _unregister(self) -> None:
+        if self._user_handle is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._user_file.unlink()  # type: ignore[union-attr]
+            self._user_handle.close()
+        self._user_file = self._user_handle = None
+
+    def _live_users(self) -> list[Path]:
+        """The other users still running; files of dead ones (their lock is free) are removed."""
+        live = []
+        if not self.users_dir.is_dir():
+            return live
+        for path in self.users_dir.iterdir():
+            if path == self._user_file:
+                continue
+            try:
+                with open(path, "a+b") as handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    path.unlink()  # we got the lock: its owner is dead
+            except BlockingIOError:
+                live.append(path)
+            except OSError:
+                continue
+        return live
+
+    def _stop_stale(self) -> None:
+        """Stop a server nobody alive uses (its starter was killed); its data is saved first."""
+        self._pid, self._proc, self._running, self._owned = self._read_pid(), None, True, False
+        self.stopped_stale = self._pid
+        self._shutdown()
+        self._running = False
 
     def _adopt(self, pid: int | None) -> None:
         self._proc, self._pid, self._owned, self._running = None, pid, False, True
@@ -245,15 +303,24 @@ class EmbeddedRedis:
         self._proc, self._pid, self._owned, self._running = proc, proc.pid, True, True
 
     def stop(self, *, shutdown_shared: bool = False) -> None:
-        """Shut the server down with a final snapshot (SHUTDOWN SAVE) and wait until it has exited.
-
-        A reused server (``owned`` False) is left running unless ``shutdown_shared``.
-        """
+        """Leave the server; the last live user shuts it down with a final snapshot (SHUTDOWN SAVE) and
+        waits until it has exited. ``shutdown_shared``: shut it down even while others use it."""
         if not self._running:
             return
-        self._running = False
-        if not self._owned and not shutdown_shared:
-            return
+        with open(self.data_dir / "embedded.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._unregister()
+                self._running = False
+                if self._live_users() and not shutdown_shared:
+                    return
+                self._running = True
+                self._shutdown()
+                self._running = False
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _shutdown(self) -> None:
         # No retries: the connection dropping is the expected answer to SHUTDOWN.
         client = redis.Redis(
             unix_socket_path=str(self.socket_path), socket_timeout=self.shutdown_timeout, retry=Retry(NoBackoff(), 0)
@@ -263,7 +330,6 @@ class EmbeddedRedis:
         except redis.ConnectionError:
             pass  # already gone
         except redis.RedisError as e:
-            self._running = True
             raise EmbeddedRedisError(
                 f"redis-server refused SHUTDOWN SAVE ({e}); it keeps running. Log {self.logfile}:\n"
                 f"{_tail(self.logfile)}"

@@ -14,6 +14,8 @@ HELP = {
     "yibao_estimates_total": "Estimates produced.",
     "yibao_errors_total": "Updates that failed with an error.",
     "yibao_throttled_total": "Updates dropped by the flood limit.",
+    "yibao_redeliveries_total": "Updates delivered again and not applied again (idempotent turns).",
+    "yibao_unavailable_total": "Updates answered 'busy' and left unacknowledged while Redis did not answer.",
 }
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

@@ -7,11 +7,15 @@ in reverse: a start that fails says why in one line (`StartError`), never with a
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from bot.config import Settings
 from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError, default_data_dir
@@ -23,6 +27,8 @@ from conversations.knowledge import KnowledgeErrors, knowledge
 from rules.account import account_rules
 from rules.loader import PolicyErrors, load_policies, policy_dir
 from rules.policy import PolicySet
+
+log = logging.getLogger(__name__)
 
 
 class StartError(RuntimeError):
@@ -43,6 +49,24 @@ class Runtime:
         """Swap in a reloaded policy set; turns already running finish on the old one."""
         self.policies = policies
         self.dialogue.policies = policies
+
+
+def reload_policies(runtime: Runtime) -> bool:
+    """SIGHUP in a command without the notices (`yibao web`): load the policy folder again and log the
+    outcome either way; an invalid folder keeps the policies in use."""
+    try:
+        policies = load_policies(runtime.settings.policy_dir)
+    except PolicyErrors as bad:
+        log.error("policy reload failed, the policies loaded before stay in use:\n%s",
+                  "\n".join(f"  {e}" for e in bad.errors), extra={"event": "reload"})
+        return False
+    except Exception as bad:  # an unreadable folder: still a reload that failed, not a crash
+        log.error("policy reload failed (%s), the policies loaded before stay in use", type(bad).__name__,
+                  extra={"event": "reload"})
+        return False
+    runtime.replace_policies(policies)
+    log.info("policies reloaded: %d regions", len(policies.regions), extra={"event": "reload"})
+    return True
 
 
 def load_policy_set(settings: Settings) -> PolicySet:
@@ -79,7 +103,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     policies = load_policy_set(settings)
     embedded = None if settings.redis_url else start_embedded(settings)
     url = settings.redis_url or embedded.url  # type: ignore[union-attr]
-    redis = connect(url, cluster=settings.redis_cluster)
+    redis = connect(url, cluster=settings.redis_cluster, **redis_options(settings))
     try:
         try:
             await redis.ping()
@@ -94,6 +118,17 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await redis.aclose()
         if embedded is not None:
             embedded.stop()
+
+
+def redis_options(settings: Settings) -> dict:
+    """Timeouts on every Redis client, so a stalled Redis costs a turn a second, not a hang: a reply
+    within REDIS_TIMEOUT, a connection within REDIS_CONNECT_TIMEOUT; a dropped connection (a restarted
+    Redis) is retried once at once, a timeout is not retried (the person is told to try again)."""
+    return {
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError, ConnectionResetError)),
+    }
 
 
 def _safe_url(url: str) -> str:

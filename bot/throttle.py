@@ -12,30 +12,42 @@ from enum import Enum
 
 import redis.asyncio as aioredis
 
-# KEYS[1] bucket hash; ARGV: rate (tokens/s), burst, now (s, float), ttl (s)
-# Returns 1 allowed, 0 dropped with a notice due, -1 dropped silently.
-_BUCKET_LUA = """
-local rate, burst, now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local b = redis.call('HMGET', KEYS[1], 't', 'ts', 'n')
-local tokens = tonumber(b[1]) or burst
-local ts = tonumber(b[2]) or now
-local noticed = b[3] == '1'
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local verdict
-if tokens >= 1 then
-  tokens = tokens - 1
-  noticed = false
-  verdict = 1
-elseif noticed then
-  verdict = -1
-else
-  noticed = true
-  verdict = 0
+# A Lua function, also used inside the session store's begin script (bot/store.py).
+# bucket(key, rate tokens/s, burst, now s (float), ttl s) → 1 allowed, 0 dropped with a notice due,
+# -1 dropped silently.
+BUCKET_FUNCTION = """
+local function bucket(key, rate, burst, now, ttl)
+  local b = redis.call('HMGET', key, 't', 'ts', 'n')
+  local tokens = tonumber(b[1]) or burst
+  local ts = tonumber(b[2]) or now
+  local noticed = b[3] == '1'
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local verdict
+  if tokens >= 1 then
+    tokens = tokens - 1
+    noticed = false
+    verdict = 1
+  elseif noticed then
+    verdict = -1
+  else
+    noticed = true
+    verdict = 0
+  end
+  redis.call('HSET', key, 't', tokens, 'ts', now, 'n', noticed and '1' or '0')
+  redis.call('EXPIRE', key, ttl)
+  return verdict
 end
-redis.call('HSET', KEYS[1], 't', tokens, 'ts', now, 'n', noticed and '1' or '0')
-redis.call('EXPIRE', KEYS[1], ttl)
-return verdict
 """
+
+# KEYS[1] bucket hash; ARGV: rate (tokens/s), burst, now (s, float), ttl (s)
+_BUCKET_LUA = BUCKET_FUNCTION + """
+return bucket(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+"""
+
+
+def bucket_ttl(rate: float, burst: int) -> int:
+    """Seconds a bucket is kept after its last use: long enough to refill completely."""
+    return max(60, int(burst / rate) + 60)
 
 
 class Verdict(Enum):
@@ -51,7 +63,7 @@ class Throttle:
         self.burst = burst
         self.prefix = prefix
         self._script = redis.register_script(_BUCKET_LUA)
-        self._ttl = max(60, int(burst / rate) + 60)
+        self._ttl = bucket_ttl(rate, burst)
 
     def key(self, scope: str, who: str) -> str:
         return f"{self.prefix}:{{throttle:{scope}:{who}}}"

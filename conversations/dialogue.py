@@ -35,7 +35,7 @@ from conversations.questions import (
 )
 from conversations.render import cannot_text, estimate_card
 from conversations.replies import Button, Incoming, Reply, Turn
-from conversations.store import SessionKey, SessionStore, run_turn
+from conversations.store import DUPLICATE, Guard, Loaded, SessionKey, SessionStore, run_turn
 from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, speaking_on, synonyms, t, words
 from conversations.year_desk import YearDesk
 from conversations.year_store import YearStore
@@ -131,28 +131,68 @@ class Dialogue:
         self.push_platforms = push_platforms  # platforms that can send a notice later (subscriptions)
         self.year = YearDesk(self, years, year_keep_days)  # the person's insurance year, with consent
 
-    async def handle(self, key: SessionKey, incoming: Incoming) -> Turn:
-        sessions = self.year.sessions(self.store)
+    def guard(self, **given: Any) -> Guard:
+        """What a channel's `SessionStore.begin` should check and take (lock, flood limit, message id),
+        plus what the turn will read beside the session (the person's year book), so that one round
+        trip loads everything the turn needs."""
+        return Guard(**given, read=self.year.read_suffix())
 
-        async def turn(stored: dict | None) -> tuple[dict, Turn]:
-            session = Session.from_dict(stored)
+    async def handle(self, key: SessionKey, incoming: Incoming, *, loaded: Loaded | None = None,
+                     opening_lang: str | None = None) -> Turn:
+        """One turn. A message with an `update_id` is applied at most once: a redelivery comes back as
+        a `Turn` with `duplicate` set, holding only the replies its first delivery still owes.
+
+        ``loaded`` is the channel's own `SessionStore.begin` for this message, made with `guard` (lock,
+        flood limit, session and book in one round trip). ``opening_lang``: for a channel that stores a
+        conversation only once the person answered something (the web), a missing session is taken to
+        be a fresh start in that language, and the turn is stored only if it changed that start (an
+        answer, a language, a command that moved the conversation): opening a page, or a script without
+        a cookie, stores nothing.
+        """
+        sessions = self.year.sessions(self.store)
+        if incoming.update_id is not None and loaded is None:
+            loaded = await sessions.begin(key, self.guard(update_id=incoming.update_id))
+        if loaded is not None and loaded.applied:
+            return Turn.from_outbox(loaded.outbox)
+        self.year.prefetched(sessions, loaded)
+
+        async def turn(stored: dict | None) -> tuple[dict | None, Turn]:
+            opening = stored is None and opening_lang is not None
+            if opening:
+                session, opened = self._opening(opening_lang)
+            else:
+                session = Session.from_dict(stored)
             self.year.load(sessions, session, fresh=stored is None)
-            result = self.step(session, incoming)
+            resume = incoming.command is not None and COMMANDS.get(incoming.command.lower()) == "resume"
+            result = opened if opening and resume else self.step(session, incoming)
             result = await self.year.commit(key, session, result)
             result.remembered = bool(session.year.get("k"))
+            if opening and session.to_dict() == self._opening(opening_lang)[0].to_dict():
+                return None, result  # nothing worth keeping yet: the next turn opens the same way
             return session.to_dict(), result
 
         token = _platform.set(key.platform)
         try:
             with speaking_on(key.platform):
-                result: Turn = await run_turn(sessions, key, turn)
+                result = await run_turn(sessions, key, turn, update_id=incoming.update_id, loaded=loaded,
+                                        outbox=Turn.to_outbox)
         finally:
             _platform.reset(token)
+        if result == DUPLICATE:
+            return Turn(duplicate=True)
         for name, argument in result.effects:  # before a forget, which deletes what effects may read
             await self.effects[name](key, argument, result.lang)
         if result.forgot:
             await self.store.delete_user(key.platform, key.user)
         return result
+
+    def _opening(self, lang: str) -> tuple[Session, Turn]:
+        """The session of a conversation just opened in `lang` (what a start leaves) and the start's
+        turn, rebuilt the same way every time, so buttons shown before anything was stored still work."""
+        session = Session(lang=lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
+        opened = self._start(session)
+        opened.lang = session.lang
+        return session, opened
 
     def _can_subscribe(self) -> bool:
         return "subscribe" in self.effects and _platform.get() in self.push_platforms

@@ -14,12 +14,16 @@ class Incoming:
     """One thing the person did: typed text, pressed a button, or sent a command (with its argument).
 
     `text` None with no choice and no command means something the bot cannot read (a sticker, a photo).
+    `update_id` is the platform's id of the message (Telegram's update_id, WeChat's MsgId), when it has
+    one: a message whose id was already applied in this conversation is a redelivery and is not applied
+    again (see `conversations.store`). A chat's ids must grow; decimal ids are compared as numbers.
     """
 
     text: str | None = None
     choice: str | None = None
     command: str | None = None
     argument: str = ""
+    update_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +71,27 @@ class Turn:
     effects: list[tuple[str, str]] = field(default_factory=list)  # run by the runtime once saved
     lang: str = "zh"  # the session's language after the turn
     remembered: bool = False  # the person keeps a year (profile, ledger): a channel may keep its id longer
+    duplicate: bool = False  # a redelivered message, not applied again; `replies` are those still owed
+
+    def to_outbox(self) -> dict:
+        """What a channel still owes the person once the turn is saved: kept with the session until the
+        channel says it was delivered, so a redelivery after a crash sends it instead of applying twice."""
+        return {"r": [[r.text, r.title, [[[b.id, b.label] for b in row] for row in r.buttons]] for r in self.replies],
+                "a": self.answered, "k": self.kind, "l": self.lang}
+
+    @classmethod
+    def from_outbox(cls, data: dict | None, lang: str = "zh") -> Turn:
+        """The turn a redelivery owes (`to_outbox`), or an empty one; never raises on odd data."""
+        turn = cls(duplicate=True, lang=lang)
+        if not isinstance(data, dict):
+            return turn
+        try:
+            turn.replies = [Reply(str(text), title if isinstance(title, str) else None,
+                                  tuple(tuple(Button(str(i), str(label)) for i, label in row) for row in rows))
+                            for text, title, rows in data.get("r", [])]
+        except (TypeError, ValueError):
+            turn.replies = []
+        turn.answered = data.get("a") if isinstance(data.get("a"), str) else None
+        turn.kind = "turn"  # an estimate is counted once, when it was made
+        turn.lang = data.get("l") if isinstance(data.get("l"), str) else lang
+        return turn

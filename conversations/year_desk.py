@@ -52,6 +52,15 @@ class YearDesk(YearEdits):
         """The session store a turn runs on: one that reads the book with the session, when kept."""
         return PrefetchingStore(store, self.store) if self.store is not None else store
 
+    def read_suffix(self) -> str | None:
+        """The book's key (its suffix under the person's keys), read in the session's round trip."""
+        return getattr(self.store, "SUFFIX", None) if self.store is not None else None
+
+    def prefetched(self, sessions: SessionStore, loaded) -> None:
+        """A channel's `begin` read the book already (`Loaded.read`): the first attempt uses it."""
+        if isinstance(sessions, PrefetchingStore) and loaded is not None and loaded.read is not None:
+            sessions.book, sessions.book_version = loaded.read
+
     def load(self, sessions: SessionStore, s: Session, fresh: bool) -> None:
         """Give the turn the person's book, read with the session (and its language to a new session)."""
         if not isinstance(sessions, PrefetchingStore):

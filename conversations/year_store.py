@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
-from conversations.store import SessionConflictError, SessionKey, SessionStore
+from conversations.store import Guard, Loaded, SessionConflictError, SessionKey, SessionStore
 
 __all__ = ["BookFn", "PrefetchingStore", "YearStore", "update_book"]
 
@@ -58,8 +59,15 @@ class PrefetchingStore:
         session, version, self.book, self.book_version = await self.years.load_turn(key)
         return session, version
 
-    async def save(self, key: SessionKey, session: dict, version: int) -> bool:
-        return await self.sessions.save(key, session, version)
+    async def save(self, key: SessionKey, session: dict, version: int, **options: Any) -> bool | str:
+        return await self.sessions.save(key, session, version, **options)
+
+    async def begin(self, key: SessionKey, guard: Guard) -> Loaded:
+        """The session store's `begin` (lock, message id, flood limit), the book read with it."""
+        loaded = await self.sessions.begin(key, replace(guard, read=guard.read or getattr(self.years, "SUFFIX", None)))
+        if loaded.read is not None:
+            self.book, self.book_version = loaded.read
+        return loaded
 
     async def delete_user(self, platform: str, user: str) -> None:
         await self.sessions.delete_user(platform, user)

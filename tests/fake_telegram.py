@@ -14,6 +14,12 @@ Everything the bot calls is recorded in ``fake.calls``.  Updates are injected wi
 (long polling honours ``offset``, ``limit``, ``timeout`` and ``allowed_updates``) or,
 once ``setWebhook`` was called, POSTed to the webhook URL with the secret-token header.
 
+Like Telegram, an update is delivered again until it is acknowledged: in polling mode every
+``getUpdates`` answer holds it until a later call's ``offset`` passes its id; in webhook mode an update
+not answered 2xx within ``webhook_timeout`` is POSTed again after each of ``webhook_retry_delays``
+(the chat's later updates wait behind it; ``settle()`` waits for the retries), and given back to
+``getUpdates`` if the webhook is deleted meanwhile. Unknown methods answer 404.
+
 Failures are injected with ``fail_next`` (``RetryAfter``, ``Forbidden``, ``ChatNotFound``,
 ``ServerError`` or any ``ApiError``), and sending rates are checked against Telegram's
 limits (``rate_violations``).
@@ -502,6 +508,7 @@ class FakeTelegram:
         rate_tolerance: float = 0.05,
         enforce_rate_limits: bool = False,
         webhook_timeout: float = 10.0,
+        webhook_retry_delays: Iterable[float] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0),
     ):
         self.token = token
         self.bot_username = bot_username
@@ -514,6 +521,8 @@ class FakeTelegram:
         self.rate_tolerance = rate_tolerance
         self.enforce_rate_limits = enforce_rate_limits
         self.webhook_timeout = webhook_timeout
+        self.webhook_retry_delays = tuple(webhook_retry_delays)
+        self._redelivering: dict[tuple[str, Any], asyncio.Task] = {}  # (token, chat) → its retries
 
         self.calls: list[Call] = []
         self.injected: list[dict[str, Any]] = []
@@ -583,6 +592,9 @@ class FakeTelegram:
         if self._runner is None:
             return
         self._closing = True
+        for task in self._redelivering.values():
+            task.cancel()
+        self._redelivering.clear()
         async with self._cond:
             self._cond.notify_all()  # release long polls
         if self._session is not None:
@@ -940,9 +952,47 @@ class FakeTelegram:
                 st.pending.append(update)
                 self._cond.notify_all()
             return None
-        lock = self._chat_locks.setdefault((st.token, self.update_chat_id(update)), asyncio.Lock())
+        chat = (st.token, self.update_chat_id(update))
+        lock = self._chat_locks.setdefault(chat, asyncio.Lock())
         async with lock:
-            return await self._deliver(st, update)
+            earlier = self._redelivering.get(chat)
+            if earlier is not None:  # Telegram holds a chat's later updates behind one it retries
+                await asyncio.wait([earlier])
+            status = await self._deliver(st, update)
+            if not self._acknowledged(status) and self.webhook_retry_delays and not self._closing:
+                self._redelivering[chat] = asyncio.create_task(self._redeliver(st, chat, update))
+            return status
+
+    @staticmethod
+    def _acknowledged(status: int | None) -> bool:
+        return status is not None and 200 <= status <= 299
+
+    async def _redeliver(self, st: _BotState, chat: tuple[str, Any], update: dict[str, Any]) -> None:
+        """POST the update again after each retry delay until acknowledged (Telegram's behaviour)."""
+        try:
+            for delay in self.webhook_retry_delays:
+                await asyncio.sleep(delay)
+                if st.webhook is None:  # the webhook was deleted: getUpdates gets the update instead
+                    async with self._cond:
+                        st.pending.append(update)
+                        st.pending.sort(key=lambda u: u["update_id"])
+                        self._cond.notify_all()
+                    return
+                if self._acknowledged(await self._deliver(st, update)):
+                    return
+        finally:
+            if self._redelivering.get(chat) is asyncio.current_task():
+                del self._redelivering[chat]
+
+    async def settle(self, timeout: float = 60.0) -> None:
+        """Wait until every webhook update was acknowledged or given up (its retries are over)."""
+        pending = [t for t in self._redelivering.values() if not t.done()]
+        if pending:
+            await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout)
+
+    def deliveries_of(self, update_id: int) -> list[WebhookDelivery]:
+        """Every webhook POST of one update (first delivery and redeliveries)."""
+        return [d for d in self.webhook_deliveries if d.update.get("update_id") == update_id]
 
     @staticmethod
     def update_chat_id(update: dict[str, Any]) -> Any:

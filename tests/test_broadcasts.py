@@ -187,6 +187,25 @@ async def test_a_forgotten_chat_leaves_the_jobs_still_to_send(redis) -> None:
     assert await redis.zcard(store.key(job, "retry")) == 0
 
 
+async def test_a_forgotten_chat_leaves_the_records_of_finished_jobs_too(redis) -> None:
+    store = BroadcastStore(redis)
+    job = await store.create("sent", ["1", "2"], regions=None, lang=None)
+    for _ in range(2):
+        _, chat = await store.claim(job, 60_000)
+        await store.record(job, chat, Outcome.SENT)
+    await store.retire(job)
+    assert await redis.hexists(store.key(job, "done"), "1")
+    await store.drop_recipient("1")
+    for part in ("pending", "retry", "inflight", "attempts", "done"):
+        key = store.key(job, part)
+        kind = (await redis.type(key)).decode()
+        members = {"list": lambda k: redis.lrange(k, 0, -1), "zset": lambda k: redis.zrange(k, 0, -1),
+                   "hash": redis.hkeys, "none": lambda k: asyncio.sleep(0, [])}[kind]
+        assert b"1" not in await members(key), part
+    assert await redis.hexists(store.key(job, "done"), "2")  # the others' records stay
+    assert (await store.status(job)).sent == 2  # and the counts
+
+
 # -- Telegram's errors -----------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from redis.crc import key_slot
 
 from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_redis_server, redis_url_from_env
 from bot.store import RedisSessionStore
-from conversations.store import SessionConflictError, SessionKey, SessionStore, run_turn
+from conversations.store import DUPLICATE, Guard, SessionConflictError, SessionKey, SessionStore, run_turn
 
 REDIS_MODES = ("single", "cluster")  # every Redis test here runs on one server and on a Redis Cluster
 
@@ -216,7 +216,8 @@ async def _measure(admin: aioredis.Redis, coro) -> tuple[int, dict[str, int], ob
     return after_sent - before_sent, calls, result
 
 
-SCRIPT_INTERNAL = {"hget", "hset", "hincrby", "expire", "ttl", "sadd", "smembers", "del", "persist"}
+SCRIPT_INTERNAL = {"hget", "hset", "hincrby", "expire", "ttl", "sadd", "smembers", "del", "persist", "hmget",
+                   "hdel", "get", "set", "pexpire"}
 
 
 def _one_script_call(calls: dict[str, int]) -> bool:
@@ -243,7 +244,7 @@ async def test_one_round_trip_per_load_and_save(redis, redis_url):
         rt, calls, loaded = await _measure(redis, store.load(KEY))
         assert loaded == (big, 1) and rt == 1 and calls == {"hmget": 1}
         rt, calls, ok = await _measure(redis, store.save(KEY, big, 0))  # a conflict costs one too
-        assert not ok and rt == 1 and calls == {"evalsha": 1, "hget": 1}
+        assert not ok and rt == 1 and calls == {"evalsha": 1, "hmget": 1}
         rt, calls, loaded = await _measure(redis, store.load(SessionKey("none", "x", "y")))
         assert loaded == (None, 0) and rt == 1 and calls == {"hmget": 1}
         sub = store.user_key("telegram", "42", "s")
@@ -488,7 +489,9 @@ def test_embedded_replaces_a_killed_server(tmp_path):
         assert again.owned and again.pid != server.pid
         assert syncredis.Redis.from_url(again.url).ping()
     finally:
+        server.stop()  # the first user leaves too (it still counted as one): the last one out stops Redis
         again.stop()
+    assert not again.running and not (data_dir / "redis.sock").exists()
 
 
 def test_embedded_start_failure_is_clear(tmp_path):
@@ -524,3 +527,159 @@ def test_redis_url_from_env(tmp_path):
     _, lazy = redis_url_from_env({"XDG_DATA_HOME": str(tmp_path / "x")}, start=False)
     assert lazy is not None and not lazy.running
     assert lazy.data_dir == tmp_path / "x" / "yibao-bot" / "redis"
+
+
+# -- idempotent turns, the conversation's lock, the flood limit (begin / save / finish / renew) ----------
+
+
+async def test_a_message_is_applied_at_most_once(redis):
+    store = RedisSessionStore(redis)
+    assert await store.save(KEY, {"n": 1}, 0, update_id="100", outbox={"r": ["one"]}) is True
+    for again in ("100", "99", "7"):  # the same id, or an older one: a redelivery
+        loaded = await store.begin(KEY, Guard(update_id=again))
+        assert loaded.applied and loaded.outbox == {"r": ["one"]} and loaded.session is None
+        assert await store.save(KEY, {"n": "twice"}, 1, update_id=again) == DUPLICATE
+    assert await store.load(KEY) == ({"n": 1}, 1)
+    loaded = await store.begin(KEY, Guard(update_id="101"))
+    assert not loaded.applied and loaded.session == {"n": 1} and loaded.version == 1
+    assert await store.save(KEY, {"n": 2}, 1, update_id="101") is True  # no outbox: none kept
+    assert (await store.begin(KEY, Guard(update_id="101"))).outbox is None
+
+
+async def test_message_ids_compare_as_numbers_of_any_length_and_other_ids_by_equality(redis):
+    store = RedisSessionStore(redis)
+    big = "18446744073709551615"  # a 64-bit WeChat MsgId: exact, not a Lua double
+    assert await store.save(KEY, {"n": 1}, 0, update_id=big)
+    assert (await store.begin(KEY, Guard(update_id="18446744073709551614"))).applied
+    assert (await store.begin(KEY, Guard(update_id="9" * 19))).applied  # fewer digits: smaller
+    assert not (await store.begin(KEY, Guard(update_id="1" + "0" * 20))).applied
+    other = SessionKey("wechat", "o", "o")
+    assert await store.save(other, {"n": 1}, 0, update_id="msg-b")
+    assert (await store.begin(other, Guard(update_id="msg-b"))).applied
+    assert not (await store.begin(other, Guard(update_id="msg-a"))).applied
+
+
+async def test_run_turn_with_an_id_runs_once(redis):
+    store = RedisSessionStore(redis)
+    runs = []
+
+    def turn(session):
+        runs.append(session)
+        return {"n": len(runs)}, "result"
+
+    assert await run_turn(store, KEY, turn, update_id="5") == "result"
+    assert await run_turn(store, KEY, turn, update_id="5") == DUPLICATE
+    assert await run_turn(store, KEY, turn, update_id="4") == DUPLICATE
+    assert len(runs) == 1 and await store.load(KEY) == ({"n": 1}, 1)
+
+
+async def test_finish_drops_the_outbox_and_releases_only_its_own_lock(redis):
+    store = RedisSessionStore(redis)
+    first = await store.begin(KEY, Guard(update_id="1", holder="a", lock_ms=5000))
+    assert first.locked and not first.applied
+    assert not (await store.begin(KEY, Guard(update_id="1", holder="b"))).locked  # a holds it
+    assert await store.save(KEY, {"n": 1}, 0, update_id="1", outbox={"r": []})
+    await store.finish(KEY, "b", None)  # not b's lock: nothing happens
+    assert not (await store.begin(KEY, Guard(holder="b"))).locked
+    await store.finish(KEY, "a", "1")
+    loaded = await store.begin(KEY, Guard(update_id="1", holder="b"))
+    assert loaded.locked and loaded.applied and loaded.outbox is None  # delivered: nothing owed
+    assert await redis.exists(store.lock_key(KEY)) == 0  # nothing owed, so b did not take it
+
+
+async def test_a_dead_holders_lock_lapses_and_a_live_one_renews(redis):
+    store = RedisSessionStore(redis)
+    assert (await store.begin(KEY, Guard(holder="dead", lock_ms=300))).locked
+    assert (await store.begin(KEY, Guard(holder="live", lock_ms=300))).locked is False
+    await asyncio.sleep(0.4)
+    assert (await store.begin(KEY, Guard(holder="live", lock_ms=300))).locked
+    for _ in range(3):
+        await asyncio.sleep(0.2)
+        assert await store.renew(KEY, "live", 300)
+        assert not (await store.begin(KEY, Guard(holder="other"))).locked
+    assert not await store.renew(KEY, "other", 300)
+
+
+async def test_the_flood_limit_is_charged_in_begin_and_nothing_is_taken_over_it(redis):
+    store = RedisSessionStore(redis)
+    verdicts = []
+    for i in range(5):
+        verdicts.append((await store.begin(KEY, Guard(holder=f"h{i}", flood=(0.001, 2)))).verdict)
+        await store.finish(KEY, f"h{i}", None)
+        assert await redis.exists(store.lock_key(KEY)) == 0
+    assert verdicts == [1, 1, 0, -1, -1]
+    assert (await store.begin(KEY, Guard(holder="h", flood=(0.001, 2)))).verdict == -1
+    assert await redis.exists(store.lock_key(KEY)) == 0  # over the limit: no lock taken
+    # a redelivery is not charged: it costs the person nothing
+    assert await store.save(KEY, {"n": 1}, 0, update_id="9")
+    assert (await store.begin(KEY, Guard(update_id="9", flood=(0.001, 2)))).applied
+
+
+async def test_begin_is_one_round_trip(redis, redis_url):
+    pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
+    client = aioredis.Redis(connection_pool=pool)
+    try:
+        store = RedisSessionStore(client)
+        await client.ping()
+        await store.begin(KEY, Guard(update_id="1", holder="x", flood=(3, 6)))  # loads the script
+        await store.finish(KEY, "x", "1")
+        rt, calls, loaded = await _measure(redis, store.begin(KEY, Guard(update_id="2", holder="y", flood=(3, 6))))
+        assert loaded.locked and rt == 1 and calls.get("evalsha") == 1, calls
+        rt, calls, _ = await _measure(redis, store.finish(KEY, "y", "2"))
+        assert rt == 1 and calls.get("evalsha") == 1, calls
+    finally:
+        await client.aclose()
+        await pool.aclose()
+
+
+def test_embedded_is_shared_and_the_last_user_out_stops_it(tmp_path):
+    """Two terminals of one person: the first to quit leaves Redis to the other; the last one stops it."""
+    data_dir = tmp_path / "shared"
+    first = EmbeddedRedis(data_dir).start()
+    second = EmbeddedRedis(data_dir).start()
+    pid = first.pid
+    assert second.pid == pid and not second.owned
+    first.stop()
+    assert syncredis.Redis.from_url(second.url).ping()  # still there for the second terminal
+    second.stop()
+    os.waitpid(pid, 0)  # this test process started it: it exited, reap it (else a zombie answers kill 0)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie nobody reaped counts: PID 1 of a container may not reap)."""
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_a_server_left_by_a_killed_user_is_stopped_at_the_next_start(tmp_path):
+    data_dir = tmp_path / "orphan"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from bot.embedded_redis import EmbeddedRedis
+        server = EmbeddedRedis({str(data_dir)!r}).start()
+        import redis
+        redis.Redis.from_url(server.url).set("kept", "yes")
+        print(server.pid, flush=True)
+        time.sleep(60)
+    """)
+    user = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        orphan = int(user.stdout.readline())
+        user.kill()  # kill -9: no chance to stop its Redis
+        user.wait(timeout=10)
+        os.kill(orphan, 0)  # the server outlived its user…
+        server = EmbeddedRedis(data_dir).start()
+        try:
+            assert server.stopped_stale == orphan  # …until the next start found and stopped it
+            assert _gone(orphan)
+            assert server.owned and server.pid != orphan
+            assert syncredis.Redis.from_url(server.url).get("kept") == b"yes"  # saved when stopped
+        finally:
+            server.stop()
+    finally:
+        user.kill()

@@ -162,11 +162,15 @@ async def test_a_restart_in_the_middle_of_a_conversation(fake: ft.FakeTelegram, 
     await chat.press("退休")
     assert_clean_exit(first, await first.terminate())
     assert fake.webhook()["url"] == first.hook  # Telegram still points at the stopped process…
+    mark = fake.mark()
     assert await fake.send_text(chat.id, chat.id, "住院") is None  # …and that delivery fails
     assert fake.webhook_deliveries[-1].status is None
-    second = await spawn()  # …until the new process registers itself
+    second = await spawn()  # …until the new process registers itself, and Telegram sends it again
     assert fake.webhook()["url"] == second.hook
-    assert (await chat.say("住院")) == [t("zh", "prompts.level")]
+    await fake.settle()
+    assert fake.deliveries_of(fake.last_update["update_id"])[-1].status == 200
+    [level] = await fake.wait_for("sendMessage", 1, 5, chat_id=chat.id, since=mark)
+    assert level.params["text"] == t("zh", "prompts.level")
     assert (await chat.press("三级医院")) == [t("zh", "prompts.retired_year")]
     await chat.say("2005")
     await chat.say("30000")

@@ -159,9 +159,44 @@ async def test_cookie_is_random_httponly_and_strict(client):
     assert set_cookie(response)[COOKIE].value == morsel.value  # the same conversation continues
 
 
-async def test_cookie_secure_behind_https_proxy(client):
+async def test_cookie_secure_behind_https_proxy(redis, redis_url):
+    async with web_client(redis_url, trust_proxy=True) as client:
+        response = await client.post("/api/chat", json={"command": "resume"},
+                                     headers={"X-Forwarded-Proto": "https"})
+        assert set_cookie(response)[COOKIE]["secure"] is True
+
+
+async def test_forwarded_headers_are_ignored_without_trust_proxy(client):
+    """Anybody can write X-Forwarded-*: without TRUST_PROXY they change nothing."""
     response = await client.post("/api/chat", json={"command": "resume"}, headers={"X-Forwarded-Proto": "https"})
-    assert set_cookie(response)[COOKIE]["secure"] is True
+    assert not set_cookie(response)[COOKIE]["secure"]
+    forged = {"Origin": "http://evil.example", "X-Forwarded-Host": "evil.example"}
+    assert (await say(client, 403, headers=forged, command="resume"))["error"] == "cross-site request"
+
+
+async def test_forwarded_host_and_scheme_with_trust_proxy(redis, redis_url):
+    async with web_client(redis_url, trust_proxy=True) as client:
+        proxied = {"X-Forwarded-Host": "bot.example.org", "X-Forwarded-Proto": "https"}
+        await say(client, headers={**proxied, "Origin": "https://bot.example.org"}, command="resume")
+        for origin in ("http://bot.example.org", "https://evil.example"):  # the scheme is compared too
+            await say(client, 403, headers={**proxied, "Origin": origin}, command="resume")
+
+
+async def test_the_origins_scheme_must_be_the_sites(client):
+    await say(client, 403, headers={"Origin": f"https://{client.host}:{client.port}"}, command="resume")
+    await say(client, 403, headers={"Origin": f"ftp://{client.host}:{client.port}"}, command="resume")
+
+
+async def test_a_session_is_stored_only_once_the_person_answered_something(client, redis):
+    data = await say(client, command="resume", argument="en")
+    assert data["replies"][-1]["text"] == "Where are you insured?"
+    for _ in range(3):  # opening the page again and again, or a cookie-less script: nothing stored
+        data = await say(client, command="resume", argument="en")
+    await say(client, command="help")
+    assert [k for k in await web_keys(redis) if b":session:" in k] == []
+    data = await say(client, choice=button(data, "Shanghai"))  # the buttons shown before work all the same
+    assert data["replies"][-1]["text"] == "Are you in service or retired?"
+    assert len([k for k in await web_keys(redis) if b":session:" in k]) == 1
 
 
 async def test_forged_cookie_gets_a_new_session(client):
@@ -328,7 +363,7 @@ async def test_errors_answer_with_an_apology_and_log_no_text(client, caplog, mon
     await say(client, command="resume", argument="en")
     sid = session_id(client)
 
-    async def broken(key, incoming):
+    async def broken(key, incoming, **options):
         raise ValueError(f"cannot handle {incoming.text}")
 
     monkeypatch.setattr(client.runtime.dialogue, "handle", broken)

@@ -6,22 +6,35 @@ every update, never kept here), and sends the replies as HTML messages with inli
 pressed button is answered and its question message edited to show the choice, so the chat reads as
 a clean record.
 
-Updates of one chat are handled one at a time and in order inside a process (`ChatOrderedProcessor`)
-and never at the same time across processes (a short Redis lock per chat); the dialogue's
-compare-and-set makes even a lost lock harmless.
+Updates of one chat are handled one at a time and in order inside a process (`ChatOrderedProcessor`);
+across processes a conversation is leased to one turn at a time by the session store's lock (a lease
+of a few seconds, renewed while the turn runs, so it dies with a crashed process).
+
+Every update is applied at most once: its `update_id` goes with the turn into the session store, which
+records it atomically with the new session; a redelivery (a webhook answered too late, a crash before
+the acknowledgement) gets the replies its first delivery still owed, and is never applied again. The
+lock, the redelivery check and the flood limit are one round trip (`SessionStore.begin`), the save a
+second, the release a third.
+
+When Redis does not answer, the person is told so politely (at most every `BUSY_EVERY` seconds a
+chat) and the update is not acknowledged: the webhook answers 503 and the poller does not confirm it,
+so Telegram delivers it again later; nothing is lost and nothing needs a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 from telegram import (
     Bot,
     BotCommand,
@@ -32,7 +45,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import MessageLimit, ParseMode
-from telegram.error import TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -47,12 +60,13 @@ from telegram.ext import (
 from bot.channels.paging import pack_lines
 from bot.channels.telegram_groups import GATE_GROUP, group_gate, reply_target
 from bot.config import Settings
+from bot.http_input import BadInput, read_json
 from bot.logs import hash_id, reset_update_context, update_context
 from bot.metrics import Metrics
 from bot.runtime import Runtime
-from bot.throttle import Throttle, Verdict
+from bot.throttle import Verdict
 from conversations.replies import Incoming, Reply, Turn
-from conversations.store import SessionKey
+from conversations.store import Guard, Loaded, SessionKey
 from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, raw, t
 
 log = logging.getLogger(__name__)
@@ -63,23 +77,31 @@ COMMANDS = ("start", "estimate", "back", "cancel", "help", "language", "regions"
 MENU = COMMANDS[:1] + COMMANDS[2:] + ("subscribe", "unsubscribe", "subscriptions")  # shown in the command menu
 MAX_INPUT = 1000  # characters passed to the dialogue; longer texts are cut here
 ALLOWED_UPDATES = ["message", "callback_query"]
-LOCK_MS = 30_000
+MAX_UPDATE_BYTES = 256 * 1024  # a message is at most 4096 characters; updates are far smaller
+SEND_TIMEOUT = 30.0  # a slow Bot API answer is waited for, not taken for a failure (and sent again)
+LOCK_MS = 5_000  # the conversation's lease: a crashed holder's lapses within this
+LOCK_WAIT = 20.0  # seconds an update waits for a live holder before it is left for a redelivery
+BUSY_EVERY = 30.0  # seconds between two "busy" notices to one chat during an outage
+UNAVAILABLE = (RedisError, OSError)  # OSError includes TimeoutError
 
-_UNLOCK_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+class Unavailable(Exception):
+    """The update could not be handled now (Redis does not answer, the conversation stayed locked);
+    it must not be acknowledged, so that Telegram delivers it again."""
+
+
+class NotDelivered(Unavailable):
+    """The turn was saved but the Bot API did not take its replies (a network error, a timeout): left
+    unacknowledged, so the redelivery sends the replies it owes (from the outbox), without a second turn."""
 
 
 class ChatOrderedProcessor(BaseUpdateProcessor):
-    """Many chats at once, each chat's updates one at a time in arrival order.
+    """Many chats at once, each chat's updates one at a time in arrival order (an asyncio lock per
+    chat, FIFO). Across processes the session store's lock keeps a conversation to one turn at a time."""
 
-    In process: an asyncio lock per chat (FIFO). Across processes: a Redis lock per chat, so two bot
-    processes behind one webhook never run two turns of one chat together.
-    """
-
-    def __init__(self, runtime: Runtime, max_concurrent_updates: int = 256):
+    def __init__(self, max_concurrent_updates: int = 256):
         super().__init__(max_concurrent_updates)
-        self.runtime = runtime
         self._locks: dict[int, tuple[asyncio.Lock, int]] = {}  # chat → its lock, holders + waiters
-        self._unlock = runtime.redis.register_script(_UNLOCK_LUA)
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         chat = update.effective_chat.id if isinstance(update, Update) and update.effective_chat else None
@@ -90,26 +112,13 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
         self._locks[chat] = (lock, users + 1)
         try:
             async with lock:
-                await self._across_processes(chat, coroutine)
+                await coroutine
         finally:
             lock, users = self._locks[chat]
             if users == 1:  # nobody else holds or waits for this chat's lock
                 del self._locks[chat]
             else:
                 self._locks[chat] = (lock, users - 1)
-
-    async def _across_processes(self, chat: int, coroutine: Awaitable[Any]) -> None:
-        key = f"yibao:{{tg-lock:{chat}}}"
-        token = secrets.token_hex(8)
-        deadline = time.monotonic() + LOCK_MS / 1000
-        while not await self.runtime.redis.set(key, token, nx=True, px=LOCK_MS):
-            if time.monotonic() > deadline:
-                break  # a crashed holder: its lock expires; compare-and-set still protects the session
-            await asyncio.sleep(0.02)
-        try:
-            await coroutine
-        finally:
-            await self._unlock(keys=[key], args=[token])
 
     async def initialize(self) -> None:
         pass
@@ -167,7 +176,9 @@ class TelegramBridge:
         self.metrics = metrics
         self.bot = bot
         settings = runtime.settings
-        self.throttle = Throttle(runtime.redis, settings.throttle_rate, settings.throttle_burst)
+        self.flood = (settings.throttle_rate, settings.throttle_burst)
+        self.unprocessed: set[int] = set()  # update ids handled without success: not to be acknowledged
+        self._busy_told: dict[int, float] = {}  # chat → when it was last told the service is busy
 
     @staticmethod
     def key(update: Update) -> SessionKey:
@@ -188,29 +199,100 @@ class TelegramBridge:
         query = update.callback_query
         await self.run(update, Incoming(choice=(query.data or "")[:64]))
 
+    def take_unprocessed(self, update_id: int) -> bool:
+        """Whether the update failed for want of Redis (and must not be acknowledged); forgets it."""
+        if update_id in self.unprocessed:
+            self.unprocessed.discard(update_id)
+            return True
+        return False
+
     async def run(self, update: Update, incoming: Incoming) -> None:
-        """One update for the dialogue: the turn and its replies."""
+        """One update for the dialogue, applied at most once: lease the conversation (and check the
+        redelivery and the flood limit) → the turn → its replies → release, in three round trips."""
+        key = self.key(update)
+        incoming = replace(incoming, update_id=str(update.update_id))
+        holder = secrets.token_hex(8)
 
         async def turn() -> None:
-            result = await self.runtime.dialogue.handle(self.key(update), incoming)
-            if result.kind == "estimate":
-                self.metrics.inc("yibao_estimates_total")
-            await self.deliver(update, result)
+            guard = self.runtime.dialogue.guard(update_id=incoming.update_id, holder=holder, lock_ms=LOCK_MS,
+                                                flood=self.flood)
+            loaded = await self._begin(key, guard)
+            if loaded.verdict != 1:
+                await self._throttled(update, Verdict(loaded.verdict), loaded.session)
+                return
+            delivered = False
+            try:
+                async with self._lease(key, holder):
+                    result = await self.runtime.dialogue.handle(key, incoming, loaded=loaded)
+                    if result.duplicate:
+                        self.metrics.inc("yibao_redeliveries_total")
+                        log.info("redelivered update not applied again", extra={"event": "redelivery"})
+                    elif result.kind == "estimate":
+                        self.metrics.inc("yibao_estimates_total")
+                    try:
+                        await self.deliver(update, result)
+                    except NetworkError as bad:  # TimedOut, 5xx: the Bot API may take it later
+                        if isinstance(bad, BadRequest):  # (PTB's BadRequest is a NetworkError) it never will
+                            raise
+                        raise NotDelivered(type(bad).__name__) from None
+                    delivered = True
+            finally:
+                with contextlib.suppress(*UNAVAILABLE):
+                    await self.runtime.store.finish(key, holder, incoming.update_id if delivered else None)
 
-        await self.guarded(update, turn)
+        await self.guarded(update, turn, flood=False)
 
-    async def guarded(self, update: Update, work: Callable[[], Awaitable[None]]) -> None:
-        """What every handler shares: the flood limit, metrics, log context, and an apology on errors."""
+    async def _begin(self, key: SessionKey, guard: Guard) -> Loaded:
+        """`begin`, waiting while another process's turn holds the conversation (a live holder renews
+        its lease; a dead one's lapses within LOCK_MS)."""
+        deadline = time.monotonic() + LOCK_WAIT
+        delay = 0.02
+        while True:
+            loaded = await self.runtime.store.begin(key, guard)
+            if loaded.locked:
+                return loaded
+            if time.monotonic() > deadline:
+                raise Unavailable("the conversation stayed locked")
+            await asyncio.sleep(delay)
+            delay = min(0.25, delay * 1.5)
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, key: SessionKey, holder: str):
+        """Renew the conversation's lock while the turn runs (a slow Bot API, a slow Redis)."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(LOCK_MS / 3000)
+                with contextlib.suppress(*UNAVAILABLE):
+                    await self.runtime.store.renew(key, holder, LOCK_MS)
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+
+    async def guarded(self, update: Update, work: Callable[[], Awaitable[None]], *, flood: bool = True) -> None:
+        """What every handler shares: the flood limit (unless `work` charges it itself), metrics, log
+        context, a polite "busy" while Redis does not answer, and an apology on other errors."""
         started = time.perf_counter()
         token = update_context(str(update.update_id))
         key = self.key(update)
         self.metrics.inc("yibao_updates_total")
         try:
-            verdict = await self.throttle.check(PLATFORM, key.user)
-            if verdict is not Verdict.ALLOW:
-                await self._throttled(update, verdict)
-                return
+            if flood:
+                loaded = await self.runtime.store.begin(key, Guard(flood=self.flood))
+                if loaded.verdict != 1:
+                    await self._throttled(update, Verdict(loaded.verdict), loaded.session)
+                    return
             await work()
+        except (Unavailable, *UNAVAILABLE) as bad:
+            self.metrics.inc("yibao_unavailable_total")
+            self.unprocessed.add(update.update_id)
+            log.warning("update not handled, left for a redelivery: %s", type(bad).__name__,
+                        extra={"chat": hash_id(key.chat), "event": "unavailable"})
+            if not isinstance(bad, NotDelivered):  # the Bot API is what failed: nothing to tell it
+                await self._tell_busy(update)
         except Exception:
             self.metrics.inc("yibao_errors_total")
             log.exception("update failed", extra={"chat": hash_id(key.chat), "event": "error"})
@@ -286,13 +368,29 @@ class TelegramBridge:
             await self.send(query.message.chat_id, reply, chunks=chunks[1:])  # the keyboard goes with the last
         return True
 
-    async def _throttled(self, update: Update, verdict: Verdict) -> None:
+    async def _throttled(self, update: Update, verdict: Verdict, session: dict | None) -> None:
         self.metrics.inc("yibao_throttled_total")
         if update.callback_query:
             await self.answer_press(update.callback_query)
         if verdict is Verdict.NOTICE:
-            lang = await self.language(self.key(update))
-            await self.bot.send_message(update.effective_chat.id, t(lang, "errors.throttled"))
+            await self.bot.send_message(update.effective_chat.id, t(_language_of(session), "errors.throttled"))
+
+    async def _tell_busy(self, update: Update) -> None:
+        """"服务暂时繁忙，请稍后再试" (without Redis we cannot know the person's language), at most every
+        BUSY_EVERY seconds a chat, so that redeliveries during an outage do not flood the chat."""
+        chat = update.effective_chat.id
+        now = time.monotonic()
+        if now - self._busy_told.get(chat, -BUSY_EVERY) < BUSY_EVERY:
+            return
+        self._busy_told[chat] = now
+        if len(self._busy_told) > 10_000:
+            self._busy_told = {c: at for c, at in self._busy_told.items() if now - at < BUSY_EVERY}
+        try:
+            if update.callback_query:
+                await self.answer_press(update.callback_query)
+            await asyncio.wait_for(self.bot.send_message(chat, t(DEFAULT_LANGUAGE, "errors.busy")), 5)
+        except Exception:
+            log.warning("could not send the busy notice", extra={"event": "error"})
 
     async def _apologise(self, update: Update) -> None:
         try:
@@ -306,13 +404,30 @@ class TelegramBridge:
     async def language(self, key: SessionKey) -> str:
         """The language the person chose in the dialogue (their session), else the default."""
         session, _ = await self.runtime.store.load(key)
-        lang = (session or {}).get("l")
-        return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+        return _language_of(session)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Errors outside `run` (PTB's own): logged without the update's content."""
         log.error("telegram error: %s", type(context.error).__name__, exc_info=context.error,
                   extra={"event": "error"})
+
+
+def usable(update: Update) -> bool:
+    """Whether the update has the shape the handlers rely on (Telegram's always has; a forged or
+    mangled one may not): a chat and a sender with whole-number ids, text and button data as strings.
+    Anything else is acknowledged and ignored, never a traceback."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or type(chat.id) is not int or (user is not None and type(user.id) is not int):
+        return False
+    message, query = update.effective_message, update.callback_query
+    if message is not None and not isinstance(getattr(message, "text", None), str | None):
+        return False
+    return query is None or isinstance(query.data, str | None)
+
+
+def _language_of(session: dict | None) -> str:
+    lang = (session or {}).get("l") if isinstance(session, dict) else None
+    return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
 
 
 # -- assembly --------------------------------------------------------------------------------
@@ -324,15 +439,16 @@ def base_file_url(base_url: str) -> str:
     return f"{head}/file/bot{tail}" if sep else base_url
 
 
-def build_application(runtime: Runtime, metrics: Metrics, *, polling: bool) -> tuple[Application, TelegramBridge]:
+def build_application(runtime: Runtime, metrics: Metrics) -> tuple[Application, TelegramBridge]:
+    """The PTB application without PTB's poller: long polling is `telegram_polling.Poller`, which
+    confirms an update only once handled."""
     settings: Settings = runtime.settings
     builder = (ApplicationBuilder().token(settings.telegram_token.value)
-               .concurrent_updates(ChatOrderedProcessor(runtime)))
+               .concurrent_updates(ChatOrderedProcessor())
+               .read_timeout(SEND_TIMEOUT).write_timeout(SEND_TIMEOUT))
     if settings.telegram_base_url:
         builder = builder.base_url(settings.telegram_base_url).base_file_url(base_file_url(settings.telegram_base_url))
-    if not polling:
-        builder = builder.updater(None)
-    application = builder.build()
+    application = builder.updater(None).build()
     bridge = TelegramBridge(runtime, metrics, application.bot)
     handlers = [
         CommandHandler(list(COMMANDS), bridge.on_command),
@@ -359,22 +475,32 @@ def webhook_path(settings: Settings) -> str:
     return urlparse(settings.webhook_url or "").path or "/telegram"
 
 
-def add_webhook_route(app: web.Application, application: Application, settings: Settings) -> None:
+def add_webhook_route(app: web.Application, application: Application, bridge: TelegramBridge,
+                      settings: Settings) -> None:
     """POST <path of WEBHOOK_URL>: checks the secret header, then handles the update before answering,
-    so an update is acknowledged only once handled (Telegram retries the ones that fail)."""
+    so an update is acknowledged (200) only once handled; one that could not be handled for want of
+    Redis gets 503, and Telegram delivers it again later. A body that is not an update is 400."""
     secret = settings.secret_token()
 
     async def receive(request: web.Request) -> web.Response:
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
-        if not secrets.compare_digest(given.encode(), secret.encode()):
+        if not secrets.compare_digest(given.encode("utf-8", "surrogatepass"), secret.encode()):
             return web.Response(status=403, text="forbidden")
         try:
-            data = await request.json()
+            data = await read_json(request, max_bytes=MAX_UPDATE_BYTES)
+            if not isinstance(data, dict) or type(data.get("update_id")) is not int:
+                raise BadInput(400, "not an update")
             update = Update.de_json(data, application.bot)
-        except (ValueError, TypeError, KeyError, TelegramError):
+            if not usable(update):
+                return web.Response(text="ignored")  # acknowledged: there is nothing to do with it
+        except BadInput as bad:
+            return web.Response(status=bad.status, text=bad.reason)
+        except Exception:  # any shape PTB cannot read: not an update we can handle
             return web.Response(status=400, text="not an update")
         processor = application.update_processor
         await processor.process_update(update, application.process_update(update))
+        if bridge.take_unprocessed(update.update_id):
+            return web.Response(status=503, text="busy, send it again later", headers={"Retry-After": "5"})
         return web.Response(text="ok")
 
     app.router.add_post(webhook_path(settings), receive)

@@ -21,10 +21,12 @@ a new conversation. Failures answer with a status and `{"error": reason}` (400, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import secrets
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -32,16 +34,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from bot import logs
-from bot.http_app import METRICS, RUNTIME, build_app
+from bot.http_app import METRICS, RUNTIME, build_app, probe_app
+from bot.http_input import BadInput, read_json
 from bot.lifecycle import run_site, stop_event_on_signals
 from bot.metrics import Metrics
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime, open_runtime, reload_policies
 from bot.throttle import Throttle, Verdict
 from conversations.dialogue import COMMANDS, MAX_TEXT
-from conversations.replies import Incoming, Reply, Turn
-from conversations.store import SessionKey
+from conversations.replies import Incoming, Reply
+from conversations.store import Loaded, SessionKey
 from conversations.texts import DEFAULT_LANGUAGE, LANGUAGES, speaking_on, t
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ PLATFORM = "web"
 RESUME = "resume"  # the web's own command: the current message again (see `_resume`)
 COOKIE = "yibao_session"
 COOKIE_PATH = "/api/chat"
+LANG_COOKIE = "yibao_lang"  # the opening language of a conversation nothing of which is stored yet
 MAX_BODY = 4096
 MAX_CHOICE = 200
 MAX_COMMAND = 32
@@ -82,7 +87,7 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
 
-WEB_THROTTLES = web.AppKey("web_throttles", dict)
+WEB_THROTTLES = web.AppKey("web_throttles", Throttle)  # the per-address limit (the session's is the store's)
 
 
 class BadRequest(Exception):
@@ -115,9 +120,17 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 # -- the API ---------------------------------------------------------------------------------------
 
 
+def _trust_proxy(request: web.Request) -> bool:
+    """Forwarded headers are believed only with TRUST_PROXY (otherwise anybody can write them)."""
+    return request.app[RUNTIME].settings.trust_proxy
+
+
 def _is_https(request: web.Request) -> bool:
-    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    return request.secure or forwarded == "https"
+    if request.secure:
+        return True
+    if not _trust_proxy(request):
+        return False
+    return request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"
 
 
 def _check_same_origin(request: web.Request) -> None:
@@ -128,27 +141,21 @@ def _check_same_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin is not None:
         hosts = {request.host.lower()}
-        forwarded_host = request.headers.get("X-Forwarded-Host")
+        forwarded_host = request.headers.get("X-Forwarded-Host") if _trust_proxy(request) else None
         if forwarded_host:
             hosts.add(forwarded_host.split(",")[0].strip().lower())
         parsed = urlsplit(origin)
-        if origin == "null" or parsed.scheme not in ("http", "https") or parsed.netloc.lower() not in hosts:
+        scheme = "https" if _is_https(request) else "http"
+        if origin == "null" or parsed.scheme != scheme or parsed.netloc.lower() not in hosts:
             raise BadRequest(403, "cross-site request")
 
 
 async def _read_incoming(request: web.Request) -> Incoming:
     """The body as an `Incoming` (command "resume" included); a `BadRequest` says what is wrong with it."""
-    if request.content_type != "application/json":
-        raise BadRequest(415, "Content-Type must be application/json")
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest(400, "body is not JSON") from None
+        data = await read_json(request, max_bytes=MAX_BODY, content_type="application/json")
+    except BadInput as bad:
+        raise BadRequest(bad.status, bad.reason) from None
     if not isinstance(data, dict):
         raise BadRequest(400, "body must be a JSON object")
     unknown = set(data) - {"text", "choice", "command", "argument"}
@@ -217,44 +224,37 @@ def _preferred_language(request: web.Request) -> str:
     return DEFAULT_LANGUAGE
 
 
-async def _session_language(runtime: Runtime, key: SessionKey, request: web.Request) -> str:
-    """The conversation's language for a message of our own (throttled, apology); never raises."""
-    try:
-        stored, _ = await runtime.store.load(key)
-    except Exception:  # Redis may be what failed
-        stored = None
-    lang = stored.get("l") if isinstance(stored, dict) else None
+def _language_of(loaded: Loaded | None, request: web.Request) -> str:
+    """The conversation's language for a message of our own (throttled, busy, apology)."""
+    stored = loaded.session if loaded is not None else None
+    lang = stored.get("l") if isinstance(stored, dict) else request.cookies.get(LANG_COOKIE)
     return lang if lang in LANGUAGES else _preferred_language(request)
 
 
-async def _resume(runtime: Runtime, key: SessionKey, argument: str) -> Turn:
-    """Where the conversation stands (the dialogue's `resume`); a brand-new one starts in the
-    browser's language."""
-    stored, _ = await runtime.store.load(key)
-    if stored is None and argument in LANGUAGES and argument != DEFAULT_LANGUAGE:
-        await runtime.dialogue.handle(key, Incoming(command="language", argument=argument))
-    return await runtime.dialogue.handle(key, Incoming(command="resume"))
+def _opening_language(request: web.Request, incoming: Incoming) -> str:
+    """The language a conversation not stored yet opens in: the page's choice (resume's argument, kept
+    in a cookie until something is stored), else the browser's."""
+    if incoming.command == RESUME and incoming.argument.strip().lower() in LANGUAGES:
+        return incoming.argument.strip().lower()
+    kept = request.cookies.get(LANG_COOKIE, "")
+    return kept if kept in LANGUAGES else _preferred_language(request)
 
 
-def _make_throttles(runtime: Runtime) -> dict[str, Throttle]:
-    rate, burst = runtime.settings.throttle_rate, runtime.settings.throttle_burst
-    return {
-        "web-session": Throttle(runtime.redis, rate, burst),
-        "web-ip": Throttle(runtime.redis, rate * IP_FACTOR, burst * IP_FACTOR),
-    }
-
-
-async def _throttled(request: web.Request, sid: str) -> bool:
-    throttles = request.app[WEB_THROTTLES]
-    if await throttles["web-session"].check("web-session", sid) != Verdict.ALLOW:
-        return True
-    return await throttles["web-ip"].check("web-ip", _client_address(request)) != Verdict.ALLOW
+async def _begin(request: web.Request, key: SessionKey, sid: str) -> tuple[Loaded, bool]:
+    """The session, with the session's flood limit charged (one script), and the address's flood limit
+    (another hash tag, so another call), sent together: one round trip of waiting. True: over a limit."""
+    runtime: Runtime = request.app[RUNTIME]
+    flood = (runtime.settings.throttle_rate, runtime.settings.throttle_burst)
+    loaded, by_address = await asyncio.gather(
+        runtime.store.begin(key, runtime.dialogue.guard(flood=flood)),
+        request.app[WEB_THROTTLES].check("web-ip", _client_address(request)))
+    return loaded, loaded.verdict != Verdict.ALLOW.value or by_address is not Verdict.ALLOW
 
 
 def _client_address(request: web.Request) -> str:
     """The connecting address, or with TRUST_PROXY the one our proxy saw (the last X-Forwarded-For hop:
     earlier hops are whatever the client wrote)."""
-    if request.app[RUNTIME].settings.trust_proxy:
+    if _trust_proxy(request):
         hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
         if hops:
             return hops[-1]
@@ -267,8 +267,9 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, sid: str, ma
 
 
 def _forget_cookie(request: web.Request, response: web.StreamResponse) -> None:
-    response.set_cookie(COOKIE, "", max_age=0, expires="Thu, 01 Jan 1970 00:00:00 GMT", path=COOKIE_PATH,
-                        httponly=True, samesite="Strict", secure=_is_https(request))
+    for name in (COOKIE, LANG_COOKIE):
+        response.set_cookie(name, "", max_age=0, expires="Thu, 01 Jan 1970 00:00:00 GMT", path=COOKIE_PATH,
+                            httponly=True, samesite="Strict", secure=_is_https(request))
 
 
 def _t(lang: str, key: str) -> str:
@@ -277,8 +278,8 @@ def _t(lang: str, key: str) -> str:
         return t(lang, key)
 
 
-def _json(data: dict[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, headers={"Cache-Control": "no-store"},
+def _json(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers={"Cache-Control": "no-store", **(headers or {})},
                              dumps=lambda obj: json.dumps(obj, ensure_ascii=False))
 
 
@@ -294,24 +295,31 @@ async def chat_api(request: web.Request) -> web.StreamResponse:
     sid, new = _session_id(request)
     key = SessionKey(PLATFORM, sid, sid)
     metrics.inc("yibao_updates_total")
+    loaded: Loaded | None = None
     try:
-        if await _throttled(request, sid):
+        loaded, throttled = await _begin(request, key, sid)
+        if throttled:
             metrics.inc("yibao_throttled_total")
-            lang = await _session_language(runtime, key, request)
+            lang = _language_of(loaded, request)
             response = _json({"error": "too many requests", "lang": lang,
                               "replies": [_reply_json(Reply(_t(lang, "errors.throttled")))]}, status=429)
             response.headers["Retry-After"] = str(max(1, round(1 / runtime.settings.throttle_rate)))
             return response
-        if incoming.command == RESUME:
-            turn = await _resume(runtime, key, incoming.argument.strip().lower())
-        else:
-            turn = await runtime.dialogue.handle(key, incoming)
+        turn = await runtime.dialogue.handle(key, incoming, loaded=loaded,
+                                             opening_lang=_opening_language(request, incoming))
+    except (RedisError, OSError) as exc:  # Redis does not answer: nothing was applied; say so at once
+        metrics.inc("yibao_unavailable_total")
+        log.warning("web turn not handled, Redis unavailable: %s", type(exc).__name__,
+                    extra={"platform": PLATFORM, "chat": logs.hash_id(sid), "event": "unavailable"})
+        lang = _language_of(loaded, request)
+        return _json({"error": "busy", "lang": lang, "replies": [_reply_json(Reply(_t(lang, "errors.busy")))]},
+                     status=503, headers={"Retry-After": "5"})
     except Exception as exc:  # the person gets an apology, the log the failure
         metrics.inc("yibao_errors_total")
         frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
         log.error("web turn failed: %s (no message logged)\n%s", type(exc).__name__, frames.rstrip(),
                   extra={"platform": PLATFORM, "chat": logs.hash_id(sid), "event": "error"})
-        lang = await _session_language(runtime, key, request)
+        lang = _language_of(loaded, request)
         return _json({"error": "internal error", "lang": lang,
                       "replies": [_reply_json(Reply(_t(lang, "errors.apology")))]}, status=500)
     finally:
@@ -325,20 +333,17 @@ async def chat_api(request: web.Request) -> web.StreamResponse:
         "forgot": turn.forgot,
         "kind": turn.kind,
     })
-    if turn.forgot:
+    if turn.forgot:  # the store deleted the session and its flood bucket with it
         _forget_cookie(request, response)
-        try:
-            await runtime.redis.delete(request.app[WEB_THROTTLES]["web-session"].key("web-session", sid))
-        except Exception:  # the throttle bucket expires by itself within minutes
-            log.warning("could not delete a forgotten session's throttle bucket",
-                        extra={"platform": PLATFORM, "chat": logs.hash_id(sid)})
         log.info("web session forgotten", extra={"platform": PLATFORM, "chat": logs.hash_id(sid), "event": "forget"})
     else:
         # a person who keeps a year is recognised as long as it may be kept (a year plus YEAR_KEEP_DAYS)
         keep = (366 + runtime.settings.year_keep_days) * 86400 if turn.remembered else 0
         _set_cookie(request, response, sid, max(runtime.settings.session_ttl, keep))
+        response.set_cookie(LANG_COOKIE, turn.lang, max_age=runtime.settings.session_ttl, path=COOKIE_PATH,
+                            httponly=True, samesite="Strict", secure=_is_https(request))
         if new:
-            log.info("web session started",
+            log.info("web session opened",
                      extra={"platform": PLATFORM, "chat": logs.hash_id(sid), "event": "session"})
     return response
 
@@ -358,7 +363,9 @@ def add_web_chat(app: web.Application) -> None:
     app.router.add_post("/api/chat", chat_api)
     app.router.add_get("/api/chat", method_not_allowed)
     app.on_response_prepare.append(_security_headers)
-    app[WEB_THROTTLES] = _make_throttles(app[RUNTIME])
+    runtime = app[RUNTIME]
+    rate, burst = runtime.settings.throttle_rate, runtime.settings.throttle_burst
+    app[WEB_THROTTLES] = Throttle(runtime.redis, rate * IP_FACTOR, burst * IP_FACTOR)
 
 
 def build_web_app(runtime: Runtime, metrics: Metrics) -> web.Application:
@@ -374,10 +381,13 @@ async def run_web(settings) -> int:
     logs.setup(settings.log_format, settings.log_level)
     logs.set_salt(settings.salt())
     async with open_runtime(settings) as runtime:
-        app = build_web_app(runtime, Metrics())
-        stop = stop_event_on_signals()
+        metrics = Metrics()
+        app = build_web_app(runtime, metrics)
+        probes = probe_app(runtime, metrics)
+        stop = stop_event_on_signals({signal.SIGHUP: lambda: reload_policies(runtime)})
         shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         shown = f"[{shown}]" if ":" in shown else shown
         print(f"yibao web chat: open http://{shown}:{settings.port}/chat  (Ctrl-C to stop)", flush=True)
-        await run_site(app, settings.host, settings.port, stop)
+        await run_site(app, settings.host, settings.port, stop,
+                       probes=None if probes is None else (probes, settings.metrics_host, settings.metrics_port))
     return 0

@@ -17,19 +17,22 @@ body over 1 MiB), 503 when Redis does not answer, 500 for anything else (logged,
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import secrets
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from bot.http_input import BadInput, read_json
 from bot.notices.service import BadBroadcast, NoticeService
 
 NOTICES = web.AppKey("notices", NoticeService)
 TOKEN = web.AppKey("admin_token", str)
 BODY_FIELDS = {"text", "regions", "lang"}
 REQUIRED_FIELDS = ("text", "regions")
+MAX_BODY = 1024 * 1024
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,14 @@ log = logging.getLogger(__name__)
 def _authorised(request: web.Request) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(),
+    return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode("utf-8", "surrogatepass"),
                                                                   request.app[TOKEN].encode())
+
+
+def _job_id(request: web.Request) -> str | None:
+    """The {id} of the path if it can be a broadcast's id at all (anything else: no such broadcast)."""
+    job = request.match_info["id"]
+    return job if JOB_ID.fullmatch(job) else None
 
 
 @web.middleware
@@ -76,10 +85,12 @@ def _bad(reason: str) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        return _bad("the body must be JSON")
+    try:  # size, nesting, UTF-8 and lone surrogates checked before anything reads it
+        body = await read_json(request, max_bytes=MAX_BODY)
+    except BadInput as bad:
+        reasons = {400: f"the body must be JSON ({bad.reason})", 413: "body larger than 1 MiB"}
+        reason = reasons.get(bad.status, bad.reason)
+        return web.json_response({"error": reason}, status=bad.status)
     if not isinstance(body, dict):
         return _bad("the body must be a JSON object")
     unknown = set(body) - BODY_FIELDS
@@ -103,7 +114,8 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    status = await request.app[NOTICES].broadcasts.status(request.match_info["id"])
+    job = _job_id(request)
+    status = await request.app[NOTICES].broadcasts.status(job) if job else None
     if status is None:
         return web.json_response({"error": "no such broadcast"}, status=404)
     return web.json_response(status.as_json())
@@ -115,8 +127,8 @@ async def listing(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    job = request.match_info["id"]
-    result = await request.app[NOTICES].broadcasts.cancel(job)
+    job = _job_id(request)
+    result = await request.app[NOTICES].broadcasts.cancel(job) if job else -1
     if result < 0:
         return web.json_response({"error": "no such broadcast"}, status=404)
     status = await request.app[NOTICES].broadcasts.status(job)

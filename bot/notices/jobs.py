@@ -200,10 +200,14 @@ end
 return n
 """
 
-# KEYS pending, retry; ARGV chat
+# KEYS pending, retry, inflight, attempts, done; ARGV chat. The chat leaves every record of the job
+# (the job's counts stay: they say how many, not who).
 _DROP = """
 redis.call('LREM', KEYS[1], 0, ARGV[1])
-return redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+return redis.call('HDEL', KEYS[5], ARGV[1])
 """
 
 # KEYS meta; cancels unless finished
@@ -306,9 +310,11 @@ class BroadcastStore:
             await pipe.execute()
 
     async def drop_recipient(self, chat: str) -> None:
-        """Take a chat out of every job still to send (it asked to be forgotten)."""
-        for job in await self.active_jobs():
-            await self._drop(keys=self._keys(job, "pending", "retry"), args=[chat])
+        """Take a chat out of every job, running or finished (it asked to be forgotten): not sent to
+        any more, and no record of it kept, not even the 30 days a finished job's records live."""
+        jobs = {text_of(j) for j in await self.redis.zrange(self.index, 0, -1)} | set(await self.active_jobs())
+        for job in sorted(jobs):
+            await self._drop(keys=self._keys(job, "pending", "retry", "inflight", "attempts", "done"), args=[chat])
 
     async def cancel(self, job: str) -> int:
         """1 cancelled, 0 already finished, -1 no such job."""

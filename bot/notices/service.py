@@ -101,6 +101,8 @@ class NoticeService:
         try:  # parsing ~350 files and comparing them is CPU work: off the event loop, so traffic flows on
             new = await asyncio.to_thread(load_policies, self.runtime.settings.policy_dir)
         except PolicyErrors as bad:
+            log.error("policy reload failed, the policies loaded before stay in use:\n%s",
+                      "\n".join(f"  {e}" for e in bad.errors), extra={"event": "reload"})
             return Reload(False, errors=tuple(str(e) for e in bad.errors))
         changes = await asyncio.to_thread(diff_policies, self.policies, new)
         self.runtime.replace_policies(new)
