@@ -189,7 +189,7 @@ async def test_the_origins_scheme_must_be_the_sites(client):
 
 async def test_a_session_is_stored_only_once_the_person_answered_something(client, redis):
     data = await say(client, command="resume", argument="en")
-    assert data["replies"][-1]["text"] == "Where are you insured?"
+    assert data["replies"][-1]["text"].startswith("Where are you insured?")
     for _ in range(3):  # opening the page again and again, or a cookie-less script: nothing stored
         data = await say(client, command="resume", argument="en")
     await say(client, command="help")
