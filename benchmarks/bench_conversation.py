@@ -56,7 +56,7 @@ SCRIPTS: dict[str, list[str]] = {
                                 "跳过", "ok"],
     "english switch": ["上海", "/language en", "retired", "hospital stay", "level 2", "1998", "10000", "skip",
                        ">~skiprest", "calculate"],
-    "cannot estimate": ["茂名", "在职", "社区", "3000", "0", ">~skiprest", ">~calc"],
+    "bounded estimate": ["洛阳", "在职", "住院", "二级", "50000", "0", ">~skiprest", ">~calc"],
 }
 
 

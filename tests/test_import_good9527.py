@@ -159,11 +159,11 @@ def test_reimport_keeps_hand_edits(imported: Path):
 
 
 def test_hand_file_wins_over_the_imported_one(imported: Path):
-    shutil.copy(Path(__file__).parent.parent / "rules/policies/zhanjiang.yaml", imported / "zhanjiang.yaml")
-    hand = (imported / "zhanjiang.yaml").read_text(encoding="utf-8")
+    hand = (Path(__file__).parent.parent / "rules/policies/zigong.yaml").read_text(encoding="utf-8")
     (imported / "guangzhou.yaml").write_text(
-        hand.replace("zhanjiang", "guangzhou").replace("湛江", "广州").replace("Zhanjiang", "Guangzhou")
-        .replace('code: "440800"', 'code: "440100"'), encoding="utf-8")
+        hand.replace("zigong", "guangzhou").replace("自贡", "广州").replace("Zigong", "Guangzhou")
+        .replace('code: "510300"', 'code: "440100"').replace("四川", "广东").replace("Sichuan", "Guangdong"),
+        encoding="utf-8")
     policies = load_policies(imported)
     assert policies.find("广州").imported is None
     assert policies.shadowed == {"cn/guangdong/guangzhou.yaml": "guangzhou.yaml"}
