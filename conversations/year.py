@@ -270,7 +270,7 @@ def visit_case(region: str, plan: str, inputs: dict[str, Any], day: dt.date, bef
         value = inputs.get(name)
         if value is None or name not in CASE_FIELDS:
             continue
-        args[name] = _dec(value) if name in AMOUNT_INPUTS else value
+        args[name] = _dec(value) if name in AMOUNT_INPUTS else int(value) if name == "grade" else value
     args.setdefault("total", ZERO)
     return Case(**args)
 

@@ -144,7 +144,7 @@ class YearDesk(YearEdits):
         for name in PROFILE_ANSWERS:
             if name in profile and (name != "age" or self._age_fresh(profile)):
                 s.answers[name] = profile[name]
-        s.answers.update(self_pay=None, class_b=None)
+        s.answers.update(self_pay=None, class_b=None, where="local")  # said in the greeting, one tap to change
         s.year["q"] = 1
         ctx = self.d._context(s)
         shown = [QUESTIONS[n].display(ctx, ctx.value(n)) for n in PROFILE_ANSWERS

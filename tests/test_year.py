@@ -390,3 +390,34 @@ async def test_a_reopened_chat_after_recording_does_not_offer_the_same_visit_aga
     await chat.command("resume")  # the web page reloaded, the terminal chat reopened
     assert "欢迎回来" in chat.text and "~y:rec" not in chat.actions
     assert len((await stored_ledger(years)).visits()) == 1
+
+
+async def test_a_returning_person_in_a_region_that_asks_where_care_happens(redis, years):
+    """深圳 tells kinds of out-of-area care apart: a returning person's care counts as local (the
+    greeting says so), so it is still visit type, hospital and amount."""
+    today = dt.date(2025, 9, 1)
+    dialogue = Dialogue(load_policies(), years.sessions, years=years, today=lambda: today)
+    chat = Chat(dialogue, KEY)
+    await chat.command("start")
+    await chat.say("深圳")
+    for _ in range(20):  # the first time: the first option of every question, amounts skipped
+        if chat.turn.kind == "estimate":
+            break
+        if "~calc" in chat.actions:
+            await chat.press("~calc")
+        elif "~skip" in chat.actions:
+            await chat.press("~skip")
+        elif "这次的总费用" in chat.last_text:
+            await chat.say("20000")
+        else:
+            await chat.press(next(a for a in chat.actions if not a.startswith("~")))
+    assert chat.turn.kind == "estimate", chat.text
+    await chat.press("~y:rec")
+    await chat.press("~y:ok")
+    assert "已记入" in chat.text, chat.text
+    await chat.command("start")
+    assert "就医地按本地" in chat.text
+    await chat.press("inpatient")
+    await chat.press(next(a for a in chat.actions if not a.startswith("~")))
+    await chat.say("30000")
+    assert chat.turn.kind == "estimate"
