@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError, default_data_d
 from bot.redis_client import connect
 from bot.store import RedisSessionStore
 from bot.year_store import RedisYearStore
+from conversations.asking import warm_up
 from conversations.dialogue import Dialogue, Effect
 from conversations.knowledge import KnowledgeErrors, knowledge
 from rules.account import account_rules
@@ -110,6 +112,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         except (RedisError, OSError) as bad:
             raise StartError(f"Redis at {_safe_url(url)} does not answer: {bad}") from None
         store = RedisSessionStore(redis, ttl_seconds=settings.session_ttl)
+        # A daemon thread: the process never waits for it to exit (Ctrl-C ends `yibao chat` at once).
+        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
         effects: dict[str, Effect] = {}
         dialogue = Dialogue(policies, store, effects=effects, years=RedisYearStore(store),
                             year_keep_days=settings.year_keep_days)

@@ -5,6 +5,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
+
+# No per-example deadline: on a busy 2-core machine a slow example is load, not a bug (the speed of the
+# code is measured in benchmarks/). Examples and shrinking stay as each test sets them.
+settings.register_profile("yibao", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("yibao")
 
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:  # plain `pytest` (not `python -m pytest`) must find rules/conversations/bot too
