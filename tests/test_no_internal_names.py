@@ -25,7 +25,13 @@ SNAKE_ID = re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b")  # fund_cap, class_b_self_ra
 SOURCE_IDS = {sid for region in POLICIES for sid in region.sources if re.search(r"[-\d]", sid)}  # seed-000, qa-358
 
 
+SAMPLE = {"guangzhou", "chengdu", "alxa"}
+URL = re.compile(r"https?://\S+")
+
+
 def leaks(text: str) -> list[str]:
+    """Internal names in `text` (links to the documents themselves are what we want: not searched)."""
+    text = URL.sub("", text)
     found = FORBIDDEN.findall(text) + SNAKE_ID.findall(text)
     found += [sid for sid in SOURCE_IDS if re.search(rf"(?<![\w-]){re.escape(sid)}(?![\w-])", text)]
     return found
@@ -56,7 +62,8 @@ def walk(d: Dialogue, session: Session) -> Iterator[Session]:
 
 def estimates(lang: str) -> Iterator[tuple[str, Reply]]:
     d = dialogue()
-    for region in POLICIES:
+    # The hand-maintained files, and a sample of the ~340 generated ones (written alike by one importer).
+    for region in [r for r in POLICIES if not r.imported or r.id in SAMPLE]:
         start = Session(lang=lang, state="ask", question="region", answers={"region": region.id})
         for session in walk(d, start):
             session.state, session.question, session.q = "summary", None, 1
@@ -100,3 +107,4 @@ def test_a_web_article_is_cited_as_one():
 def test_the_leak_check_can_fail():
     assert leaks("见 policy-facts.md#beijing") and leaks("seeds/000_4d0440124a71a0f4.txt")
     assert leaks("fund_cap 630,000") and leaks("[qa-358] 深圳") and not leaks("统筹基金年度最高支付限额 630,000")
+    assert not leaks("· http://ybj.als.gov.cn/art/2023/11/25/art_11221_1189912.html")
