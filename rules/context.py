@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from rules.case import Case, Message, Source, Stale, Step, Used
-from rules.policy import UNLIMITED, Band, Entry, Plan, Region, Row, Visit
+from rules.policy import UNLIMITED, Band, Entry, Plan, Region, Row, Series, Visit
 
 ONE = Decimal(1)
 CONFIDENCE_ORDER = ("confirmed", "secondary", "third-party", "seed-only")  # strongest first
@@ -79,6 +79,12 @@ class Shown:
 
 
 _YEARS: dict[int, tuple[Entry, Region, tuple[dt.date, dt.date, Entry]]] = {}
+# (id(visit), id(row), day) → (visit, row, {name: (series, entry in force, stated anywhere)}): the node
+# walk and the date search of each parameter, done once per place and day instead of once per lookup
+# and corner run. The value holds the visit and row themselves, so their ids cannot be reused while
+# the key is cached.
+_LOOKUPS: dict[tuple, tuple] = {}
+CACHE_LIMIT = 100_000
 
 
 def _year_of(region: Region, entry: Entry) -> tuple[dt.date, dt.date, Entry]:
@@ -89,7 +95,7 @@ def _year_of(region: Region, entry: Entry) -> tuple[dt.date, dt.date, Entry]:
         return hit[2]
     start, end = region.insurance_year(entry.start)
     found = (start, end, dataclasses.replace(entry, confidence=lowered(entry.confidence)))
-    if len(_YEARS) > 100_000:
+    if len(_YEARS) > CACHE_LIMIT:
         _YEARS.clear()
     _YEARS[id(entry)] = (entry, region, found)
     return found
@@ -120,13 +126,44 @@ class Context:
     unknown: list[str] = field(default_factory=list)
     stale: dict[str, Stale] = field(default_factory=dict)
     record: bool = True  # steps and warnings are kept for the point run only (the others give figures)
+    _table: dict[str, tuple] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = (id(self.visit), id(self.row), self.day)
+        hit = _LOOKUPS.get(key)
+        if hit is None or hit[0] is not self.visit or hit[1] is not self.row:
+            if len(_LOOKUPS) > CACHE_LIMIT:
+                _LOOKUPS.clear()
+            hit = _LOOKUPS[key] = (self.visit, self.row, {})
+        self._table = hit[2]
 
     def nodes(self) -> tuple:
         return (self.row, self.visit, self.plan) if self.row else (self.visit, self.plan)
 
+    def lookup(self, name: str) -> tuple[Series | None, Entry | None, bool]:
+        """The series that states `name` (row, else visit, else plan), its entry in force on the day,
+        and whether any node states it on the day; nothing is recorded. Worked out once per place and
+        day (`_LOOKUPS`): every run of every estimate there asks the same."""
+        hit = self._table.get(name)
+        if hit is None:
+            hit = self._table[name] = self._find(name)
+        return hit
+
+    def _find(self, name: str) -> tuple[Series | None, Entry | None, bool]:
+        series = found = None
+        for node in self.nodes():
+            series = node.params.get(name)
+            if series is not None:
+                found = series.at(self.day)
+                break
+        # a nearer node may end the parameter while a farther one still states it
+        anywhere = any(name in node.params and node.params[name].at(self.day) is not None
+                       for node in self.nodes())
+        return series, found, anywhere
+
     def has(self, name: str) -> bool:
         """Whether the policy states `name` at all on this date (row, visit or plan)."""
-        return any(name in node.params and node.params[name].at(self.day) is not None for node in self.nodes())
+        return self.lookup(name)[2]
 
     def extreme(self, name: str) -> Any:
         """The unknown `name` at this run's extreme; recorded so the result lists it."""
@@ -137,13 +174,7 @@ class Context:
     def entry(self, name: str, required: bool = True) -> Entry | None:
         """The value in force on the day of service, from the row, else the visit, else the plan; an
         unknown required value comes back as a sourceless entry holding the run's extreme."""
-        for node in self.nodes():
-            series = node.params.get(name)
-            if series is not None:
-                found = series.at(self.day)
-                break
-        else:
-            series = found = None
+        series, found, _ = self.lookup(name)
         if found is None:
             if required:
                 value = self.extreme(name)

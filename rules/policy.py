@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from rules.case import Source, Text
@@ -127,12 +128,7 @@ class Region:
 
     def insurance_year(self, day: dt.date) -> tuple[dt.date, dt.date]:
         """The insurance year (医保年度) containing `day`: first and last day."""
-        month, dom = self.year_start
-        start = dt.date(day.year, month, dom)
-        if day < start:
-            start = dt.date(day.year - 1, month, dom)
-        end = dt.date(start.year + 1, month, dom) - dt.timedelta(days=1)
-        return start, end
+        return _insurance_year(self.year_start, day)
 
     def conditions(self, plan: str) -> set[str]:
         """The person details that pick a row in this plan (`age`, `retired_year`, `grade`, `member`)."""
@@ -149,6 +145,18 @@ class Region:
                 for key in row.when:
                     found.add(WHEN_NEEDS[key])
         return found
+
+
+@lru_cache(maxsize=4096)
+def _insurance_year(year_start: tuple[int, int], day: dt.date) -> tuple[dt.date, dt.date]:
+    """Cached: every estimate asks it for its day (and staleness for each yearly figure's start), and
+    building the dates costs more than the rest of a lookup."""
+    month, dom = year_start
+    start = dt.date(day.year, month, dom)
+    if day < start:
+        start = dt.date(day.year - 1, month, dom)
+    end = dt.date(start.year + 1, month, dom) - dt.timedelta(days=1)
+    return start, end
 
 
 WHEN_NEEDS = {
