@@ -8,17 +8,16 @@ most the person pays) or most. `rules.engine` runs the corners of these extremes
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from rules.case import Case, Message, Source, Stale, Step, Used
-from rules.policy import UNLIMITED, Band, Entry, Plan, Region, Row, Series, Visit
+from rules.lookups import Found, find, table
+from rules.policy import UNLIMITED, Band, Entry, Plan, Region, Row, Visit
 
 ONE = Decimal(1)
-CONFIDENCE_ORDER = ("confirmed", "secondary", "third-party", "seed-only")  # strongest first
 
 
 class Spent:
@@ -78,36 +77,6 @@ class Shown:
         return shown_value(self.value, self.parameter)[1 if lang == "en" else 0]
 
 
-_YEARS: dict[int, tuple[Entry, Region, tuple[dt.date, dt.date, Entry]]] = {}
-# (id(visit), id(row), day) → (visit, row, {name: (series, entry in force, stated anywhere)}): the node
-# walk and the date search of each parameter, done once per place and day instead of once per lookup
-# and corner run. The value holds the visit and row themselves, so their ids cannot be reused while
-# the key is cached.
-_LOOKUPS: dict[tuple, tuple] = {}
-CACHE_LIMIT = 100_000
-
-
-def _year_of(region: Region, entry: Entry) -> tuple[dt.date, dt.date, Entry]:
-    """The insurance year an entry took effect in, and the entry with its confidence lowered; worked
-    out once per entry (the cache holds the entry itself, so a reused id never matches)."""
-    hit = _YEARS.get(id(entry))
-    if hit is not None and hit[0] is entry and hit[1] is region:
-        return hit[2]
-    start, end = region.insurance_year(entry.start)
-    found = (start, end, dataclasses.replace(entry, confidence=lowered(entry.confidence)))
-    if len(_YEARS) > CACHE_LIMIT:
-        _YEARS.clear()
-    _YEARS[id(entry)] = (entry, region, found)
-    return found
-
-
-def lowered(confidence: str) -> str:
-    """One step weaker: a figure used past its own year is no longer confirmed for this one."""
-    if confidence not in CONFIDENCE_ORDER:
-        return confidence
-    return CONFIDENCE_ORDER[min(CONFIDENCE_ORDER.index(confidence) + 1, len(CONFIDENCE_ORDER) - 1)]
-
-
 @dataclass(slots=True)
 class Context:
     """The case's place in one region's policy, the run's scenario, and what the run has recorded."""
@@ -126,44 +95,24 @@ class Context:
     unknown: list[str] = field(default_factory=list)
     stale: dict[str, Stale] = field(default_factory=dict)
     record: bool = True  # steps and warnings are kept for the point run only (the others give figures)
-    _table: dict[str, tuple] = field(init=False, repr=False, compare=False)
+    _table: dict[str, Found] = field(init=False, repr=False, compare=False)  # shared by the place's runs
 
     def __post_init__(self) -> None:
-        key = (id(self.visit), id(self.row), self.day)
-        hit = _LOOKUPS.get(key)
-        if hit is None or hit[0] is not self.visit or hit[1] is not self.row:
-            if len(_LOOKUPS) > CACHE_LIMIT:
-                _LOOKUPS.clear()
-            hit = _LOOKUPS[key] = (self.visit, self.row, {})
-        self._table = hit[2]
+        self._table = table(self.visit, self.row, self.day)
 
     def nodes(self) -> tuple:
         return (self.row, self.visit, self.plan) if self.row else (self.visit, self.plan)
 
-    def lookup(self, name: str) -> tuple[Series | None, Entry | None, bool]:
-        """The series that states `name` (row, else visit, else plan), its entry in force on the day,
-        and whether any node states it on the day; nothing is recorded. Worked out once per place and
-        day (`_LOOKUPS`): every run of every estimate there asks the same."""
+    def lookup(self, name: str) -> Found:
+        """Where `name` is stated and its entry in force on the day; nothing is recorded."""
         hit = self._table.get(name)
         if hit is None:
-            hit = self._table[name] = self._find(name)
+            hit = self._table[name] = find(name, self.region, self.nodes(), self.day)
         return hit
-
-    def _find(self, name: str) -> tuple[Series | None, Entry | None, bool]:
-        series = found = None
-        for node in self.nodes():
-            series = node.params.get(name)
-            if series is not None:
-                found = series.at(self.day)
-                break
-        # a nearer node may end the parameter while a farther one still states it
-        anywhere = any(name in node.params and node.params[name].at(self.day) is not None
-                       for node in self.nodes())
-        return series, found, anywhere
 
     def has(self, name: str) -> bool:
         """Whether the policy states `name` at all on this date (row, visit or plan)."""
-        return self.lookup(name)[2]
+        return self.lookup(name).anywhere
 
     def extreme(self, name: str) -> Any:
         """The unknown `name` at this run's extreme; recorded so the result lists it."""
@@ -174,7 +123,8 @@ class Context:
     def entry(self, name: str, required: bool = True) -> Entry | None:
         """The value in force on the day of service, from the row, else the visit, else the plan; an
         unknown required value comes back as a sourceless entry holding the run's extreme."""
-        series, found, _ = self.lookup(name)
+        hit = self.lookup(name)
+        found = hit.entry
         if found is None:
             if required:
                 value = self.extreme(name)
@@ -190,17 +140,10 @@ class Context:
                 self.warn("third_party")
             if found.disputed is not None:
                 self._disputed(name, found)
-        if series.yearly:
-            found = self._check_stale(name, found)
+        if hit.stale is not None:
+            self.stale.setdefault(name, hit.stale)
+            return hit.weaker
         return found
-
-    def _check_stale(self, name: str, entry: Entry) -> Entry:
-        known_start, known_end, weaker = _year_of(self.region, entry)
-        if self.day <= known_end:
-            return entry
-        year = self.region.insurance_year(self.day)[0].year
-        self.stale.setdefault(name, Stale(name, entry.start, known_start.year, year))
-        return weaker
 
     def at_level(self, name: str, value: Any) -> Any:
         """A by-level value at the hospital's level; a level the policy leaves out is unknown."""
@@ -240,9 +183,8 @@ class Context:
         return (Used(name, entry.start, entry.source, entry.confidence, entry.quote, name in self.stale),)
 
     def step(self, key: str, amount: Decimal, used: tuple[Used, ...] = (), **args: Any) -> None:
-        if not self.record:
-            return
-        self.steps.append(Step(key, Message(key, (*tuple(args.items()), ("amount", amount))), amount, used))
+        if self.record:
+            self.steps.append(Step(key, Message(key, (*args.items(), ("amount", amount))), amount, used))
 
     def warn(self, key: str, **args: Any) -> None:
         if not self.record:

@@ -206,6 +206,8 @@ def _shown(total: Decimal, parts: list[Decimal]) -> list[Decimal]:
     target = min(total, fen(sum(parts, ZERO)))
     shown = [fen(p) for p in parts]
     excess = sum(shown, ZERO) - target
+    if not excess:
+        return shown  # the usual case: the rounded parts already add up
     for i in reversed(range(len(shown))):
         if excess <= 0:
             break

@@ -1,0 +1,75 @@
+"""Where a run finds a dated parameter, worked out once per place and day.
+
+Every run of every estimate at the same place (region, plan, visit, row) and day asks the same
+questions: which node states a parameter, which dated entry is in force, and whether a yearly figure
+is past its own insurance year. The answers do not depend on the case's amounts or on the run's
+scenario, so they are cached here; what a run records (sources, warnings, staleness) stays in
+`rules.context`, which replays it from the cached answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import NamedTuple
+
+from rules.case import Stale
+from rules.policy import Entry, Plan, Region, Row, Series, Visit
+
+CONFIDENCE_ORDER = ("confirmed", "secondary", "third-party", "seed-only")  # strongest first
+CACHE_LIMIT = 100_000  # places × days kept; past it the cache starts afresh (a reload's old objects go)
+
+
+class Found(NamedTuple):
+    """A parameter at one place and day: the series that states it (row, else visit, else plan), its
+    entry in force (None: not stated or ended), whether any node states it, and for a yearly figure
+    past its own year the staleness record and the entry with its confidence lowered."""
+
+    series: Series | None
+    entry: Entry | None
+    anywhere: bool
+    stale: Stale | None = None
+    weaker: Entry | None = None
+
+
+# (id(visit), id(row), day) → (visit, row, {name: Found}). The value holds the visit and row themselves,
+# so their ids cannot be reused by other objects while the key is cached.
+_TABLES: dict[tuple, tuple[Visit, Row | None, dict[str, Found]]] = {}
+
+
+def table(visit: Visit, row: Row | None, day: dt.date) -> dict[str, Found]:
+    """The cache of answers for one place and day (a visit belongs to one plan of one region)."""
+    key = (id(visit), id(row), day)
+    hit = _TABLES.get(key)
+    if hit is None or hit[0] is not visit or hit[1] is not row:
+        if len(_TABLES) > CACHE_LIMIT:
+            _TABLES.clear()
+        hit = _TABLES[key] = (visit, row, {})
+    return hit[2]
+
+
+def find(name: str, region: Region, nodes: tuple[Plan | Visit | Row, ...], day: dt.date) -> Found:
+    """Look `name` up from the nearest node outwards; the first node that has a series decides."""
+    series = entry = None
+    for node in nodes:
+        series = node.params.get(name)
+        if series is not None:
+            entry = series.at(day)
+            break
+    # a nearer node may end the parameter while a farther one still states it
+    anywhere = any(name in node.params and node.params[name].at(day) is not None for node in nodes)
+    if entry is None or not series.yearly:
+        return Found(series, entry, anywhere)
+    known_start, known_end = region.insurance_year(entry.start)
+    if day <= known_end:
+        return Found(series, entry, anywhere)
+    year = region.insurance_year(day)[0].year
+    weaker = dataclasses.replace(entry, confidence=lowered(entry.confidence))
+    return Found(series, entry, anywhere, Stale(name, entry.start, known_start.year, year), weaker)
+
+
+def lowered(confidence: str) -> str:
+    """One step weaker: a figure used past its own year is no longer confirmed for this one."""
+    if confidence not in CONFIDENCE_ORDER:
+        return confidence
+    return CONFIDENCE_ORDER[min(CONFIDENCE_ORDER.index(confidence) + 1, len(CONFIDENCE_ORDER) - 1)]
