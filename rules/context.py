@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from rules.case import Case, Message, Source, Stale, Step, Used
-from rules.lookups import Found, find, table
+from rules.lookups import Found, Place, find, place, unknown_entry
 from rules.policy import UNLIMITED, Band, Entry, Plan, Region, Row, Visit
 
 ONE = Decimal(1)
@@ -56,6 +56,9 @@ EXTREMES: dict[str, tuple[Any, Any]] = {
 }
 
 
+_UNSET = object()  # a setting no node states
+
+
 class Missing(Exception):
     """Nothing useful can be said (region, plan, visit, level, rule or a person detail): a refusal."""
 
@@ -95,19 +98,20 @@ class Context:
     unknown: list[str] = field(default_factory=list)
     stale: dict[str, Stale] = field(default_factory=dict)
     record: bool = True  # steps and warnings are kept for the point run only (the others give figures)
-    _table: dict[str, Found] = field(init=False, repr=False, compare=False)  # shared by the place's runs
+    _place: Place = field(init=False, repr=False, compare=False)  # lookups shared by the place's runs
 
     def __post_init__(self) -> None:
-        self._table = table(self.visit, self.row, self.day)
+        self._place = place(self.visit, self.row, self.day)
 
     def nodes(self) -> tuple:
         return (self.row, self.visit, self.plan) if self.row else (self.visit, self.plan)
 
     def lookup(self, name: str) -> Found:
         """Where `name` is stated and its entry in force on the day; nothing is recorded."""
-        hit = self._table.get(name)
+        found = self._place.found
+        hit = found.get(name)
         if hit is None:
-            hit = self._table[name] = find(name, self.region, self.nodes(), self.day)
+            hit = found[name] = find(name, self.region, self.nodes(), self.day)
         return hit
 
     def has(self, name: str) -> bool:
@@ -129,7 +133,7 @@ class Context:
             if required:
                 value = self.extreme(name)
                 self.step("unknown_parameter", Decimal(0), parameter=[name])
-                return Entry(self.day, value, "", "unknown")
+                return unknown_entry(self.day, value)
             return None
         if self.record:
             if found.source not in self.sources:
@@ -155,10 +159,12 @@ class Context:
         return self.extreme(name)
 
     def setting(self, name: str, default: Any = None) -> Any:
-        for node in self.nodes():
-            if name in node.settings:
-                return node.settings[name]
-        return default
+        """A plain setting from the row, else the visit, else the plan (cached per place)."""
+        settings = self._place.settings
+        if name not in settings:
+            settings[name] = next((node.settings[name] for node in self.nodes() if name in node.settings), _UNSET)
+        value = settings[name]
+        return default if value is _UNSET else value
 
     def _disputed(self, name: str, entry: Entry) -> None:
         """A figure an audit found in doubt is named, with the other value and the reason."""

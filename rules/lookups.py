@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import NamedTuple
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from rules.case import Stale
 from rules.policy import Entry, Plan, Region, Row, Series, Visit
@@ -32,20 +33,29 @@ class Found(NamedTuple):
     weaker: Entry | None = None
 
 
-# (id(visit), id(row), day) → (visit, row, {name: Found}). The value holds the visit and row themselves,
-# so their ids cannot be reused by other objects while the key is cached.
-_TABLES: dict[tuple, tuple[Visit, Row | None, dict[str, Found]]] = {}
+class Place(NamedTuple):
+    """The answers cached for one place and day: parameters by name, settings by name."""
+
+    visit: Visit
+    row: Row | None
+    found: dict[str, Found]
+    settings: dict[str, Any]
 
 
-def table(visit: Visit, row: Row | None, day: dt.date) -> dict[str, Found]:
+# (id(visit), id(row), day) → Place. The Place holds the visit and row themselves, so their ids cannot
+# be reused by other objects while the key is cached.
+_PLACES: dict[tuple, Place] = {}
+
+
+def place(visit: Visit, row: Row | None, day: dt.date) -> Place:
     """The cache of answers for one place and day (a visit belongs to one plan of one region)."""
     key = (id(visit), id(row), day)
-    hit = _TABLES.get(key)
-    if hit is None or hit[0] is not visit or hit[1] is not row:
-        if len(_TABLES) > CACHE_LIMIT:
-            _TABLES.clear()
-        hit = _TABLES[key] = (visit, row, {})
-    return hit[2]
+    hit = _PLACES.get(key)
+    if hit is None or hit.visit is not visit or hit.row is not row:
+        if len(_PLACES) > CACHE_LIMIT:
+            _PLACES.clear()
+        hit = _PLACES[key] = Place(visit, row, {}, {})
+    return hit
 
 
 def find(name: str, region: Region, nodes: tuple[Plan | Visit | Row, ...], day: dt.date) -> Found:
@@ -66,6 +76,12 @@ def find(name: str, region: Region, nodes: tuple[Plan | Visit | Row, ...], day: 
     year = region.insurance_year(day)[0].year
     weaker = dataclasses.replace(entry, confidence=lowered(entry.confidence))
     return Found(series, entry, anywhere, Stale(name, entry.start, known_start.year, year), weaker)
+
+
+@lru_cache(maxsize=1024)
+def unknown_entry(day: dt.date, value: Any) -> Entry:
+    """The sourceless entry an unknown parameter takes in a run (shared: entries are immutable)."""
+    return Entry(day, value, "", "unknown")
 
 
 def lowered(confidence: str) -> str:
