@@ -101,7 +101,7 @@ class Context:
     _place: Place = field(init=False, repr=False, compare=False)  # lookups shared by the place's runs
 
     def __post_init__(self) -> None:
-        self._place = place(self.visit, self.row, self.day)
+        self._place = place(self.region, self.plan, self.visit, self.row, self.day)
 
     def nodes(self) -> tuple:
         return (self.row, self.visit, self.plan) if self.row else (self.visit, self.plan)

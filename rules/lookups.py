@@ -36,25 +36,25 @@ class Found(NamedTuple):
 class Place(NamedTuple):
     """The answers cached for one place and day: parameters by name, settings by name."""
 
-    visit: Visit
-    row: Row | None
+    nodes: tuple  # (region, plan, visit, row): the objects themselves, compared by identity
     found: dict[str, Found]
     settings: dict[str, Any]
 
 
-# (id(visit), id(row), day) → Place. The Place holds the visit and row themselves, so their ids cannot
-# be reused by other objects while the key is cached.
+# (id(region), id(plan), id(visit), id(row), day) → Place. The Place holds the objects themselves, so
+# their ids cannot be reused by other objects while the key is cached. Every level is in the key: a
+# policy built by replacing its plan or region may share the visits of another.
 _PLACES: dict[tuple, Place] = {}
 
 
-def place(visit: Visit, row: Row | None, day: dt.date) -> Place:
-    """The cache of answers for one place and day (a visit belongs to one plan of one region)."""
-    key = (id(visit), id(row), day)
+def place(region: Region, plan: Plan, visit: Visit, row: Row | None, day: dt.date) -> Place:
+    """The cache of answers for one place and day."""
+    key = (id(region), id(plan), id(visit), id(row), day)
     hit = _PLACES.get(key)
-    if hit is None or hit.visit is not visit or hit.row is not row:
+    if hit is None:  # a hit is these very objects: the cached Place keeps them, so no other has their ids
         if len(_PLACES) > CACHE_LIMIT:
             _PLACES.clear()
-        hit = _PLACES[key] = Place(visit, row, {}, {})
+        hit = _PLACES[key] = Place((region, plan, visit, row), {}, {})
     return hit
 
 
