@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from rules.case import ZERO, CannotEstimate, Case, Estimate, InvalidCase
+from rules.case import ZERO, CannotEstimate, Case, Estimate, InvalidCase, YearTotals
 from rules.engine import estimate
 from rules.policy import PolicySet
 
-#: What the year has counted, and the `Case` field that carries each into the next visit.
-TOTAL_FIELDS = {"deductible_met": "ytd_deductible", "fund_paid": "ytd_fund",
-                "supplementary_paid": "ytd_supplementary", "critical_paid": "ytd_critical",
-                "compliant": "ytd_compliant", "burden": "ytd_burden"}
+#: What the year counts in money: the engine's `YearTotals` fields (it maps them onto the next `Case`).
+TOTAL_FIELDS = tuple(f.name for f in dataclasses.fields(YearTotals) if f.name != "admissions")
 #: The dialogue's year-to-date questions and the total each answers.
 QUESTION_TOTALS = {"ytd_deductible": "deductible_met", "ytd_fund": "fund_paid",
                    "ytd_compliant": "compliant", "ytd_burden": "burden"}
@@ -63,10 +61,8 @@ class Totals:
                       admissions=self.admissions + other.admissions)
 
     def case_args(self) -> dict[str, Any]:
-        """The next visit's `Case` keyword arguments (only those this engine's `Case` knows)."""
-        args: dict[str, Any] = {case: getattr(self, f) for f, case in TOTAL_FIELDS.items()}
-        args["admission"] = self.admissions + 1
-        return {k: v for k, v in args.items() if k in CASE_FIELDS}
+        """The next visit's `Case` keyword arguments, mapped by the engine's own `YearTotals.as_case`."""
+        return YearTotals(*(getattr(self, f) for f in TOTAL_FIELDS), admissions=self.admissions).as_case()
 
     def answers(self) -> dict[str, Any]:
         """The dialogue's year-to-date answers, in the form a typed answer is stored."""
