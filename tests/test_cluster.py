@@ -6,19 +6,13 @@ The store, dialogue, broadcast and web-chat suites run on the cluster as well (t
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from web_process import yibao_web
 
 from bot.channels.web import COOKIE
 from bot.config import ConfigError, Settings
@@ -72,49 +66,15 @@ async def test_the_one_tag_layout_of_earlier_versions_is_migrated(redis):
     assert await subs.migrate_legacy(["shanghai", "beijing"]) == 0  # idempotent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def cluster_web(redis_cluster_url: str, tmp_path: Path) -> Iterator[str]:
     """`yibao web` as a real process with REDIS_CLUSTER=true and REDIS_URL naming one node."""
-    port = _free_port()
-    env = {**os.environ, "REDIS_URL": redis_cluster_url, "REDIS_CLUSTER": "true", "THROTTLE_RATE": "50",
-           "THROTTLE_BURST": "200",
-           "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
-    out = (tmp_path / "web.out").open("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "web", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out.seek(0)
-                pytest.fail(f"`yibao web` did not come up on the cluster:\n{out.read()}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        out.seek(0)
-        printed = out.read()
-        out.close()
-    assert code == 0, printed
-    assert "Traceback" not in printed, printed
+    settings = {"REDIS_URL": redis_cluster_url, "REDIS_CLUSTER": "true", "THROTTLE_RATE": "50",
+                "THROTTLE_BURST": "200"}
+    with yibao_web(settings, tmp_path) as web:
+        yield web.url
+    assert web.code == 0, web.printed
+    assert "Traceback" not in web.printed, web.printed
 
 
 async def test_yibao_web_completes_an_estimate_on_a_cluster(cluster_web: str, redis_cluster_url: str):

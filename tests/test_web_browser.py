@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from web_process import yibao_web
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
@@ -47,58 +42,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def web_url(redis_url: str, tmp_path: Path) -> Iterator[str]:
     """`python -m bot web` on a free port, on the test Redis; stopped with SIGTERM afterwards."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "THROTTLE_RATE": "50",  # a test clicks faster than a person
-        "THROTTLE_BURST": "200",
-        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
-    }
-    env.pop("WEB_CHAT", None)
-    out = (tmp_path / "web.out").open("w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "web", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out.seek(0)
-                pytest.fail(f"`yibao web` did not come up:\n{out.read()}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        out.seek(0)
-        printed = out.read()
-        out.close()
-    assert code == 0, printed
-    assert f"open http://127.0.0.1:{port}/chat" in printed
-    assert "30000" not in printed and "2005" not in printed  # no texts in the logs
+    settings = {"REDIS_URL": redis_url, "THROTTLE_RATE": "50", "THROTTLE_BURST": "200"}  # a test clicks fast
+    with yibao_web(settings, tmp_path) as web:
+        yield web.url
+    assert web.code == 0, web.printed
+    assert f"open {web.url}/chat" in web.printed
+    assert "30000" not in web.printed and "2005" not in web.printed  # no texts in the logs
 
 
 @pytest.fixture
